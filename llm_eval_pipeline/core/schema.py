@@ -1,0 +1,152 @@
+"""Every table and column name of the pipeline, and each table's Arrow schema.
+
+This is the one module that spells them; other modules refer to ``Col.PROMPT`` or
+``EVAL_EXAMPLES.name``. Schemas are Arrow schemas (pure data, no Spark); the Spark and
+Dagster views of a table are derived from these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+
+class Col:
+    """Column names."""
+
+    EXAMPLE_ID = "example_id"
+    DATASET = "dataset"
+    TASK = "task"
+    PROMPT = "prompt"
+    REFERENCES = "references"
+    CONTEXT = "context"
+    METADATA = "metadata"
+    EVAL_DATE = "eval_date"
+    SOURCE_FILE = "source_file"
+    SOURCE_ROW = "source_row"
+    MODEL_ID = "model_id"
+    # quarantine
+    FIELD = "field"
+    REASON = "reason"
+    MESSAGE = "message"
+    RAW = "raw"
+
+
+TASKS: tuple[str, ...] = ("qa", "summarization", "open")
+"""Kinds of example. ``qa`` and ``summarization`` need references; ``open`` may omit them."""
+
+TASKS_NEEDING_REFERENCES: frozenset[str] = frozenset({"qa", "summarization"})
+
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    Col.PROMPT: ("prompt", "question", "input", "instruction"),
+    Col.REFERENCES: ("references", "reference", "answers", "answer", "target", "targets"),
+    Col.CONTEXT: ("context", "passage", "document"),
+    Col.TASK: ("task",),
+    Col.METADATA: ("metadata",),
+}
+"""Accepted source names for each normalised field, in order of preference."""
+
+SOURCE_ID_FIELDS: tuple[str, ...] = ("id", "example_id", "uid")
+"""A source's own row id, kept in ``metadata["source_id"]``; duplicates within a day are
+rejected."""
+
+SOURCE_ID_KEY = "source_id"
+
+
+class Reason:
+    """Why a row went to quarantine (the ``reason`` column)."""
+
+    UNPARSABLE = "unparsable"
+    NOT_A_RECORD = "not_a_record"
+    MALFORMED_ROW = "malformed_row"
+    INVALID_ENCODING = "invalid_encoding"
+    MISSING_FIELD = "missing_field"
+    EMPTY_FIELD = "empty_field"
+    WRONG_TYPE = "wrong_type"
+    FIELD_TOO_LONG = "field_too_long"
+    CONTROL_CHARACTERS = "control_characters"
+    UNKNOWN_TASK = "unknown_task"
+    DUPLICATE_EXAMPLE = "duplicate_example"
+    DUPLICATE_ID = "duplicate_id"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table: its name (also its folder under ``LLM_EVAL_HOME/delta``), schema,
+    partition columns and a description per column."""
+
+    name: str
+    schema: pa.Schema
+    partition_by: tuple[str, ...]
+    description: str
+    column_docs: dict[str, str]
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+
+_STRING_MAP = pa.map_(pa.string(), pa.string())
+
+EVAL_EXAMPLES = TableSpec(
+    name="eval_examples",
+    schema=pa.schema(
+        [
+            (Col.EXAMPLE_ID, pa.string()),
+            (Col.DATASET, pa.string()),
+            (Col.TASK, pa.string()),
+            (Col.PROMPT, pa.string()),
+            (Col.REFERENCES, pa.list_(pa.string())),
+            (Col.CONTEXT, pa.string()),
+            (Col.METADATA, _STRING_MAP),
+            (Col.SOURCE_FILE, pa.string()),
+            (Col.SOURCE_ROW, pa.int64()),
+            (Col.EVAL_DATE, pa.date32()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE,),
+    description="Validated evaluation examples, one row per example per day.",
+    column_docs={
+        Col.EXAMPLE_ID: "Stable content hash of task, prompt, context and references.",
+        Col.DATASET: "Dataset name (configured, or the source file's stem).",
+        Col.TASK: "qa | summarization | open.",
+        Col.PROMPT: "The question or instruction given to the model.",
+        Col.REFERENCES: "Accepted answers or reference summaries.",
+        Col.CONTEXT: "Passage the prompt refers to, if any.",
+        Col.METADATA: "Other source fields, as strings (the source id as source_id).",
+        Col.SOURCE_FILE: "File or Delta table the row came from.",
+        Col.SOURCE_ROW: "1-based line (JSONL, CSV) or row (Parquet, Delta, JSON array).",
+        Col.EVAL_DATE: "The day partition.",
+    },
+)
+
+QUARANTINED_EXAMPLES = TableSpec(
+    name="quarantined_examples",
+    schema=pa.schema(
+        [
+            (Col.DATASET, pa.string()),
+            (Col.SOURCE_FILE, pa.string()),
+            (Col.SOURCE_ROW, pa.int64()),
+            (Col.FIELD, pa.string()),
+            (Col.REASON, pa.string()),
+            (Col.MESSAGE, pa.string()),
+            (Col.RAW, pa.string()),
+            (Col.EVAL_DATE, pa.date32()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE,),
+    description="Rows that failed validation, with the reason and the raw text.",
+    column_docs={
+        Col.DATASET: "Dataset name the row was meant for.",
+        Col.SOURCE_FILE: "File or Delta table the row came from.",
+        Col.SOURCE_ROW: "1-based line (JSONL, CSV) or row (Parquet, Delta, JSON array).",
+        Col.FIELD: "The offending field, or empty when the whole row is at fault.",
+        Col.REASON: "Machine-readable reason (see core.schema.Reason).",
+        Col.MESSAGE: "Human-readable message naming file, row and field.",
+        Col.RAW: "The row as it came in (undecodable bytes as backslash escapes).",
+        Col.EVAL_DATE: "The day partition.",
+    },
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES)}

@@ -1,0 +1,26 @@
+"""The Dagster code location: assets, checks, jobs, schedules and resources.
+
+``dagster dev`` (``make ui``) loads ``defs``; tests and the CLI call
+:func:`build_definitions` with the settings they want.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from llm_eval_pipeline.defs.assets import ALL_ASSETS
+from llm_eval_pipeline.defs.jobs import daily_ingest_job, daily_ingest_schedule
+from llm_eval_pipeline.defs.resources import build_resources
+from llm_eval_pipeline.settings import Settings, get_settings
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    return Definitions(
+        assets=ALL_ASSETS,
+        jobs=[daily_ingest_job],
+        schedules=[daily_ingest_schedule],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(get_settings())

@@ -1,0 +1,152 @@
+"""Ingestion: the day's dataset rows, validated, into ``eval_examples`` and
+``quarantined_examples``."""
+
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from dagster_pyspark import PySparkResource
+
+from llm_eval_pipeline.core.dataset import DatasetReadError, discover_sources, ingest
+from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES, Col
+from llm_eval_pipeline.defs.metadata import column_schema, markdown_preview
+from llm_eval_pipeline.defs.partitions import daily_partitions
+from llm_eval_pipeline.defs.resources import DatasetResource, DeltaStoreResource
+
+EXAMPLES_KEY = AssetKey(EVAL_EXAMPLES.name)
+QUARANTINE_KEY = AssetKey(QUARANTINED_EXAMPLES.name)
+ROWS_BALANCE_CHECK = "rows_balance"
+GROUP = "ingestion"
+
+EXAMPLE_PREVIEW_COLUMNS = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.REFERENCES, Col.SOURCE_ROW]
+QUARANTINE_PREVIEW_COLUMNS = [Col.SOURCE_FILE, Col.SOURCE_ROW, Col.FIELD, Col.REASON, Col.MESSAGE]
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            EXAMPLES_KEY,
+            description=(
+                "The day's evaluation examples: the static dataset plus the files dropped in "
+                "incoming/<day>/, normalised and validated. One row per example per day; "
+                "example_id is a content hash, stable across days."
+            ),
+            kinds={"delta", "spark", "python"},
+            group_name=GROUP,
+            metadata={"dagster/column_schema": column_schema(EVAL_EXAMPLES)},
+        ),
+        AssetSpec(
+            QUARANTINE_KEY,
+            description=(
+                "Rows of the day's dataset that failed validation, each with its reason, "
+                "the field at fault, its file and row, and the raw text."
+            ),
+            kinds={"delta", "python"},
+            group_name=GROUP,
+            metadata={"dagster/column_schema": column_schema(QUARANTINED_EXAMPLES)},
+        ),
+    ],
+    partitions_def=daily_partitions,
+    check_specs=[
+        AssetCheckSpec(
+            ROWS_BALANCE_CHECK,
+            asset=EXAMPLES_KEY,
+            description="Rows read = rows in eval_examples + rows in quarantined_examples "
+            "for the partition, counted back from Delta.",
+        )
+    ],
+    can_subset=False,
+)
+def ingest_examples(
+    context: AssetExecutionContext,
+    dataset: DatasetResource,
+    delta: DeltaStoreResource,
+    spark: PySparkResource,
+) -> Iterator[MaterializeResult]:
+    """Read, validate and write one day of examples; quarantine what is invalid."""
+    day = dt.date.fromisoformat(context.partition_key)
+    try:
+        sources = discover_sources(
+            dataset.static_path,
+            Path(dataset.incoming_dir),
+            day,
+            [Path(p) for p in dataset.allowed_roots],
+        )
+        result = ingest(
+            sources,
+            day,
+            dataset_name=dataset.name,
+            max_field_chars=dataset.max_field_chars,
+            default_task=dataset.default_task,
+        )
+    except DatasetReadError as exc:
+        raise Failure(description=str(exc)) from exc
+
+    store = delta.store()
+    partition = {Col.EVAL_DATE: day}
+    examples_version = store.write_partition(EVAL_EXAMPLES, result.examples, partition)
+    quarantine_version = store.write_partition(QUARANTINED_EXAMPLES, result.quarantined, partition)
+
+    session = spark.spark_session
+    stored_valid = store.read(session, EVAL_EXAMPLES, partition).count()
+    stored_quarantined = store.read(session, QUARANTINED_EXAMPLES, partition).count()
+    balanced = result.rows_in == stored_valid + stored_quarantined
+    context.log.info(
+        f"{day}: {result.rows_in} rows in, {stored_valid} valid, "
+        f"{stored_quarantined} quarantined ({dict(result.reasons)})"
+    )
+
+    counts = {
+        "rows_in": result.rows_in,
+        "rows_valid": result.examples.num_rows,
+        "rows_quarantined": result.quarantined.num_rows,
+    }
+    by_reason = {f"quarantined_{reason}": n for reason, n in sorted(result.reasons.items())}
+    yield MaterializeResult(
+        asset_key=EXAMPLES_KEY,
+        metadata={
+            **counts,
+            **by_reason,
+            "dagster/row_count": result.examples.num_rows,
+            "delta_version": examples_version,
+            "delta_table": MetadataValue.path(str(store.path(EVAL_EXAMPLES))),
+            "sources": MetadataValue.json(result.rows_per_source),
+            "aliases_used": MetadataValue.json(result.aliases_used),
+            "preview": markdown_preview(result.examples, EXAMPLE_PREVIEW_COLUMNS),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=ROWS_BALANCE_CHECK,
+                asset_key=EXAMPLES_KEY,
+                passed=balanced,
+                metadata={
+                    "rows_in": result.rows_in,
+                    "stored_valid": stored_valid,
+                    "stored_quarantined": stored_quarantined,
+                },
+            )
+        ],
+    )
+    yield MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata={
+            **counts,
+            **by_reason,
+            "dagster/row_count": result.quarantined.num_rows,
+            "delta_version": quarantine_version,
+            "delta_table": MetadataValue.path(str(store.path(QUARANTINED_EXAMPLES))),
+            "preview": markdown_preview(result.quarantined, QUARANTINE_PREVIEW_COLUMNS),
+        },
+    )

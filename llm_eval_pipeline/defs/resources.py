@@ -1,0 +1,55 @@
+"""Resources, built from the settings in one place so that a laptop and a cluster differ
+only in configuration."""
+
+
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+from dagster_pyspark import PySparkResource
+
+from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline.spark.session import spark_conf
+
+
+class DeltaStoreResource(ConfigurableResource):
+    """Where the Delta tables live and which engine writes them."""
+
+    root: str
+    engine: str = "deltars"
+
+    def store(self) -> DeltaStore:
+        return DeltaStore(Path(self.root), self.engine)
+
+
+class DatasetResource(ConfigurableResource):
+    """The evaluation dataset: a static file applied to every day and/or a drop folder of
+    per-day files, with the validation limits."""
+
+    path: str | None = None
+    name: str | None = None
+    incoming_dir: str
+    allowed_roots: list[str]
+    max_field_chars: int = 50_000
+    default_task: str = "qa"
+
+    @property
+    def static_path(self) -> Path | None:
+        return Path(self.path) if self.path else None
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The resources every asset uses, for one settings object."""
+    return {
+        "spark": PySparkResource(spark_config=spark_conf(settings)),
+        "delta": DeltaStoreResource(root=str(settings.delta_dir), engine=settings.delta_engine),
+        "dataset": DatasetResource(
+            path=str(settings.dataset) if settings.dataset else None,
+            name=settings.dataset_name,
+            incoming_dir=str(settings.incoming),
+            allowed_roots=[str(p) for p in settings.allowed_data_roots],
+            max_field_chars=settings.max_field_chars,
+            default_task=settings.default_task,
+        ),
+    }

@@ -1,0 +1,236 @@
+"""The Delta store: every pipeline table lives at ``<root>/<table name>``.
+
+Two engines write the same Delta protocol; the configuration picks one:
+
+* ``deltars`` (default): delta-rs (``deltalake``). Needs no JVM jars. A partition is
+  replaced by ``write_deltalake(mode="overwrite", predicate=...)``, one atomic commit
+  that removes exactly the partition's files and adds the new ones. Reads hand Spark the
+  snapshot's file list, so a read stays distributed.
+* ``spark``: delta-spark (``format("delta")`` with ``replaceWhere``), for clusters whose
+  Spark has the Delta jars.
+
+Both add new columns on write (schema evolution); rows of older partitions read them as
+null.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from llm_eval_pipeline.core.schema import TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+PartitionValue = str | dt.date
+Partition = Mapping[str, PartitionValue]
+
+
+class DeltaStoreError(RuntimeError):
+    """A write or read the store refused, with the table and partition named."""
+
+
+def partition_predicate(partition: Partition) -> str:
+    """SQL predicate matching exactly one partition, e.g. ``eval_date = '2026-11-27'``."""
+    parts = []
+    for column, value in partition.items():
+        quoted = _text(value).replace("'", "''")
+        parts.append(f"{column} = '{quoted}'")
+    return " AND ".join(parts)
+
+
+def _text(value: object) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+@dataclass(frozen=True)
+class DeltaStore:
+    """Reads and writes the pipeline's tables under ``root`` with one engine."""
+
+    root: Path
+    engine: str = "deltars"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("deltars", "spark"):
+            raise DeltaStoreError(f"unknown Delta engine {self.engine!r} (deltars | spark)")
+
+    def path(self, spec: TableSpec) -> Path:
+        return Path(self.root) / spec.name
+
+    def exists(self, spec: TableSpec) -> bool:
+        return (self.path(spec) / "_delta_log").is_dir()
+
+    def version(self, spec: TableSpec) -> int | None:
+        """The table's current version, or None when it does not exist yet."""
+        if not self.exists(spec):
+            return None
+        from deltalake import DeltaTable
+
+        return DeltaTable(str(self.path(spec))).version()
+
+    # ------------------------------------------------------------ write
+
+    def write_partition(
+        self,
+        spec: TableSpec,
+        data: pa.Table | pd.DataFrame | DataFrame,
+        partition: Partition,
+        spark: SparkSession | None = None,
+    ) -> int:
+        """Atomically replace exactly ``partition`` of ``spec`` with ``data``; returns the
+        new table version. Every row of ``data`` must belong to ``partition``."""
+        self._check_partition(spec, partition)
+        if self.engine == "deltars":
+            return self._write_deltars(spec, _to_arrow(spec, data), partition)
+        if spark is None:
+            raise DeltaStoreError("the spark Delta engine needs a SparkSession to write")
+        return self._write_spark(spec, data, partition, spark)
+
+    def _check_partition(self, spec: TableSpec, partition: Partition) -> None:
+        if tuple(partition) != spec.partition_by:
+            raise DeltaStoreError(
+                f"{spec.name}: partition {dict(partition)} must name exactly "
+                f"{', '.join(spec.partition_by)} in that order"
+            )
+
+    def _write_deltars(self, spec: TableSpec, table: pa.Table, partition: Partition) -> int:
+        from deltalake import DeltaTable, write_deltalake
+
+        for column, value in partition.items():
+            expected = _text(value)
+            found = {_text(v) for v in table.column(column).unique().to_pylist()} - {expected}
+            if found:
+                raise DeltaStoreError(
+                    f"{spec.name}: rows for {column} in {sorted(found)} in a write of "
+                    f"{column}={expected}"
+                )
+        path = self.path(spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_deltalake(
+                str(path),
+                table,
+                mode="overwrite",
+                partition_by=list(spec.partition_by),
+                predicate=partition_predicate(partition),
+                schema_mode="merge",
+                description=spec.description,
+            )
+        except OSError as exc:
+            raise DeltaStoreError(f"{spec.name}: cannot write {path}: {exc}") from exc
+        return DeltaTable(str(path)).version()
+
+    def _write_spark(
+        self, spec: TableSpec, data: Any, partition: Partition, spark: SparkSession
+    ) -> int:
+        from pyspark.sql import DataFrame as SparkDataFrame
+
+        frame = data
+        if not isinstance(data, SparkDataFrame):
+            frame = spark.createDataFrame(_to_arrow(spec, data).to_pandas())
+        (
+            frame.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", partition_predicate(partition))
+            .option("mergeSchema", "true")
+            .partitionBy(*spec.partition_by)
+            .save(str(self.path(spec)))
+        )
+        version = self.version(spec)
+        assert version is not None
+        return version
+
+    # ------------------------------------------------------------ read
+
+    def read(
+        self,
+        spark: SparkSession,
+        spec: TableSpec,
+        partition: Partition | None = None,
+    ) -> DataFrame:
+        """A Spark DataFrame of the table's current snapshot, optionally one partition.
+
+        A table that does not exist yet reads as empty, with the spec's schema."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        where = partition_predicate(partition) if partition else None
+        if not self.exists(spec):
+            return spark.createDataFrame([], from_arrow_schema(spec.schema))
+        if self.engine == "spark":
+            frame = spark.read.format("delta").load(str(self.path(spec)))
+            return frame.where(where) if where else frame
+
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(self.path(spec)))
+        schema = from_arrow_schema(_plain_arrow_schema(table.schema().to_arrow()))
+        files = table.file_uris(file_pruning_predicate=where) if where else table.file_uris()
+        if not files:
+            return spark.createDataFrame([], schema)
+        frame = (
+            spark.read.schema(schema).option("basePath", str(self.path(spec))).parquet(*files)
+        )
+        return frame.where(where) if where else frame
+
+    def read_arrow(self, spec: TableSpec, partition: Partition | None = None) -> pa.Table:
+        """The table (or one partition) read in this process with delta-rs, for small
+        reads such as previews and checks."""
+        if not self.exists(spec):
+            return spec.schema.empty_table()
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(self.path(spec)))
+        where = partition_predicate(partition) if partition else None
+        return pa.table(table.to_pyarrow_table(filters=_filters(partition) if where else None))
+
+
+def _filters(partition: Partition) -> list[tuple[str, str, Any]]:
+    return [(column, "=", _text(value)) for column, value in partition.items()]
+
+
+def _plain_arrow_schema(schema: Any) -> pa.Schema:
+    """delta-rs hands out string views and large types; Spark wants the plain ones."""
+    plain = pa.schema(schema)
+    fields = [f.with_type(_plain_type(f.type)) for f in plain]
+    return pa.schema(fields)
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(_plain_type(t.value_type))
+    if pa.types.is_list(t):
+        return pa.list_(_plain_type(t.value_type))
+    if pa.types.is_map(t):
+        return pa.map_(_plain_type(t.key_type), _plain_type(t.item_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain_type(f.type)) for f in t])
+    return t
+
+
+def _to_arrow(spec: TableSpec, data: Any) -> pa.Table:
+    """Bring pandas, Arrow or Spark data to the spec's schema, extra columns kept."""
+    if isinstance(data, pa.Table):
+        table = data
+    elif hasattr(data, "toArrow"):
+        table = data.toArrow()
+    else:
+        table = pa.Table.from_pandas(data, preserve_index=False)
+    missing = [name for name in spec.columns if name not in table.column_names]
+    if missing:
+        raise DeltaStoreError(f"{spec.name}: data lacks columns {missing}")
+    extra = [name for name in table.column_names if name not in spec.columns]
+    ordered = table.select([*spec.columns, *extra])
+    target = pa.schema([*spec.schema, *(ordered.schema.field(n) for n in extra)])
+    try:
+        return ordered.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DeltaStoreError(f"{spec.name}: data does not fit the table schema: {exc}") from exc
