@@ -1,18 +1,21 @@
 """``llm-eval``: run the pipeline from a terminal, in the Dagster instance ``make ui`` opens.
 
-    llm-eval demo [--days N]
-    llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
-                 [--models a,b]
+llm-eval demo [--days N]
+llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
+             [--models a,b]
+llm-eval ui [--port 3000]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from llm_eval_pipeline.core.models import ModelSpecError, validate_model_name
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES, Col, TableSpec
@@ -56,6 +59,33 @@ def date_range(start: dt.date, end: dt.date, settings: Settings) -> list[dt.date
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def prepare_dagster_home(settings: Settings) -> Path:
+    """The Dagster instance folder inside LLM_EVAL_HOME, shared by the CLI and the UI."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    dagster_yaml = settings.dagster_home / "dagster.yaml"
+    if not dagster_yaml.exists():
+        dagster_yaml.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return settings.dagster_home
+
+
+def start_ui(settings: Settings, port: int) -> int:
+    """Replace this process with ``dagster dev`` bound to 127.0.0.1."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(prepare_dagster_home(settings)),
+        "LLM_EVAL_HOME": str(settings.home),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    target = (
+        ["-w", "workspace.yaml"]
+        if Path("workspace.yaml").exists()
+        else ["-m", "llm_eval_pipeline.definitions"]
+    )
+    print(f"Dagster UI on http://127.0.0.1:{port} (instance: {env['DAGSTER_HOME']})")
+    os.execve(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), *target], env)
+    return 0  # not reached
+
+
 def run_pipeline(settings: Settings, request: RunRequest) -> int:
     """Materialize the pipeline for each requested day; print what was written."""
     from dagster import DagsterInstance
@@ -64,11 +94,7 @@ def run_pipeline(settings: Settings, request: RunRequest) -> int:
     from llm_eval_pipeline.defs.jobs import INGEST_JOB
     from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    dagster_yaml = settings.dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
-        dagster_yaml.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    instance = DagsterInstance.from_config(str(settings.dagster_home))
+    instance = DagsterInstance.from_config(str(prepare_dagster_home(settings)))
     if request.models:
         instance.add_dynamic_partitions(MODELS_PARTITION, request.models)
         print(f"Registered model partitions: {', '.join(request.models)}")
@@ -141,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--start", type=_parse_date, help="first day, YYYY-MM-DD (default: --end)")
     run.add_argument("--end", type=_parse_date, help="last day, YYYY-MM-DD (default: today)")
     run.add_argument("--models", type=_parse_models, default=[], help="model names, a,b")
+
+    ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
     return parser
 
 
@@ -148,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
+        if args.command == "ui":
+            return start_ui(settings, args.port)
         if args.command == "demo":
             if args.days < 1:
                 raise CliError("--days must be at least 1")

@@ -174,7 +174,9 @@ def _decode(path: Path, data: bytes) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise DatasetReadError(f"{path}: invalid UTF-16 after its byte-order mark: {exc}")
+            raise DatasetReadError(
+                f"{path}: invalid UTF-16 after its byte-order mark: {exc}"
+            ) from exc
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     return data.decode("utf-8", "surrogateescape")
@@ -217,7 +219,10 @@ def _parse_json_record(source: str, number: int, line: str) -> RawRecord:
     if not isinstance(value, dict):
         kind = type(value).__name__
         return RawRecord(
-            source, number, _printable(line), None,
+            source,
+            number,
+            _printable(line),
+            None,
             Problem("", Reason.NOT_A_RECORD, f"expected a JSON object, got {kind}"),
         )
     return RawRecord(source, number, _printable(line), value, _encoding_problem(line, value))
@@ -267,13 +272,16 @@ def _read_csv(path: Path, text: str) -> Iterator[RawRecord]:
                 continue
             if len(row) != len(header):
                 problem = Problem(
-                    "", Reason.MALFORMED_ROW,
+                    "",
+                    Reason.MALFORMED_ROW,
                     f"has {len(row)} fields, the header has {len(header)}",
                 )
                 yield RawRecord(str(path), start, _printable(raw), None, problem)
                 continue
             fields = {name: _csv_value(name, cell) for name, cell in zip(header, row, strict=True)}
-            yield RawRecord(str(path), start, _printable(raw), fields, _encoding_problem(raw, fields))
+            yield RawRecord(
+                str(path), start, _printable(raw), fields, _encoding_problem(raw, fields)
+            )
     finally:
         csv.field_size_limit(previous_limit)
 
@@ -382,7 +390,8 @@ class Validator:
         for name, text in texts:
             if len(text) > self.max_field_chars:
                 return Problem(
-                    name, Reason.FIELD_TOO_LONG,
+                    name,
+                    Reason.FIELD_TOO_LONG,
                     f"has {len(text):,} characters, the limit is {self.max_field_chars:,}",
                 )
             if match := _CONTROL.search(text):
@@ -407,7 +416,9 @@ class Validator:
 
         example_id = content_id(task, prompt, context, references)
         if example_id in self._seen_examples:
-            return Problem("", Reason.DUPLICATE_EXAMPLE, f"same content as an earlier row ({example_id})")
+            return Problem(
+                "", Reason.DUPLICATE_EXAMPLE, f"same content as an earlier row ({example_id})"
+            )
 
         if source_id is not None:
             self._seen_source_ids.add((dataset, source_id))
@@ -435,7 +446,8 @@ def _references(name: str, value: Any, task: str) -> list[str] | Problem:
         if needed:
             names = "/".join(FIELD_ALIASES[Col.REFERENCES])
             return Problem(
-                Col.REFERENCES, Reason.MISSING_FIELD,
+                Col.REFERENCES,
+                Reason.MISSING_FIELD,
                 f"task {task!r} needs references (looked for {names})",
             )
         return []
@@ -509,7 +521,9 @@ def ingest(
                         Col.SOURCE_ROW: record.source_row,
                         Col.FIELD: outcome.field,
                         Col.REASON: outcome.reason,
-                        Col.MESSAGE: problem_message(record.source_file, record.source_row, outcome),
+                        Col.MESSAGE: problem_message(
+                            record.source_file, record.source_row, outcome
+                        ),
                         Col.RAW: record.raw,
                         Col.EVAL_DATE: eval_date,
                     }

@@ -3,14 +3,12 @@
 from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
 
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY, QUARANTINE_KEY
-from llm_eval_pipeline.defs.partitions import daily_partitions
 
 INGEST_JOB = "daily_ingest"
 
 daily_ingest_job = define_asset_job(
     INGEST_JOB,
     selection=AssetSelection.assets(EXAMPLES_KEY, QUARANTINE_KEY),
-    partitions_def=daily_partitions,
     description="Ingest and validate one day of the evaluation dataset.",
 )
 

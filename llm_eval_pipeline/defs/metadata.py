@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dagster import MetadataValue, TableColumn, TableSchema
-
 import pyarrow as pa
+from dagster import MetadataValue, TableColumn, TableSchema
 
 from llm_eval_pipeline.core.schema import TableSpec
 
@@ -21,7 +20,9 @@ def column_schema(spec: TableSpec) -> TableSchema:
     )
 
 
-def markdown_preview(table: pa.Table, columns: list[str], rows: int = PREVIEW_ROWS) -> MetadataValue:
+def markdown_preview(
+    table: pa.Table, columns: list[str], rows: int = PREVIEW_ROWS
+) -> MetadataValue:
     """The first ``rows`` rows of ``table`` as a markdown table, long cells shortened."""
     head = table.select(columns).slice(0, rows).to_pylist()
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]

@@ -1,6 +1,10 @@
 """Partitions: one per day, and day × registered model for everything past ingestion."""
 
-from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition, MultiPartitionsDefinition
+from dagster import (
+    DailyPartitionsDefinition,
+    DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
+)
 
 from llm_eval_pipeline.core.schema import Col
 from llm_eval_pipeline.settings import get_settings

@@ -1,7 +1,6 @@
 """Resources, built from the settings in one place so that a laptop and a cluster differ
 only in configuration."""
 
-
 from pathlib import Path
 from typing import Any
 

@@ -174,9 +174,7 @@ class DeltaStore:
         files = table.file_uris(file_pruning_predicate=where) if where else table.file_uris()
         if not files:
             return spark.createDataFrame([], schema)
-        frame = (
-            spark.read.schema(schema).option("basePath", str(self.path(spec))).parquet(*files)
-        )
+        frame = spark.read.schema(schema).option("basePath", str(self.path(spec))).parquet(*files)
         return frame.where(where) if where else frame
 
     def read_arrow(self, spec: TableSpec, partition: Partition | None = None) -> pa.Table:
@@ -187,12 +185,8 @@ class DeltaStore:
         from deltalake import DeltaTable
 
         table = DeltaTable(str(self.path(spec)))
-        where = partition_predicate(partition) if partition else None
-        return pa.table(table.to_pyarrow_table(filters=_filters(partition) if where else None))
-
-
-def _filters(partition: Partition) -> list[tuple[str, str, Any]]:
-    return [(column, "=", _text(value)) for column, value in partition.items()]
+        filters = [(c, "=", v) for c, v in partition.items()] if partition else None
+        return pa.table(table.to_pyarrow_table(filters=filters))
 
 
 def _plain_arrow_schema(schema: Any) -> pa.Schema:
@@ -218,19 +212,25 @@ def _plain_type(t: pa.DataType) -> pa.DataType:
 
 def _to_arrow(spec: TableSpec, data: Any) -> pa.Table:
     """Bring pandas, Arrow or Spark data to the spec's schema, extra columns kept."""
-    if isinstance(data, pa.Table):
-        table = data
-    elif hasattr(data, "toArrow"):
-        table = data.toArrow()
-    else:
-        table = pa.Table.from_pandas(data, preserve_index=False)
-    missing = [name for name in spec.columns if name not in table.column_names]
+    names = list(data.column_names if isinstance(data, pa.Table) else data.columns)
+    missing = [name for name in spec.columns if name not in names]
     if missing:
         raise DeltaStoreError(f"{spec.name}: data lacks columns {missing}")
-    extra = [name for name in table.column_names if name not in spec.columns]
-    ordered = table.select([*spec.columns, *extra])
-    target = pa.schema([*spec.schema, *(ordered.schema.field(n) for n in extra)])
+    extra = [name for name in names if name not in spec.columns]
     try:
+        if isinstance(data, pa.Table):
+            table = data
+        elif hasattr(data, "toArrow"):
+            table = data.toArrow()
+        else:
+            # pandas cannot tell a map from a list of pairs: the spec's schema says which.
+            table = pa.Table.from_pandas(
+                data[spec.columns], schema=spec.schema, preserve_index=False
+            )
+            for name in extra:
+                table = table.append_column(name, pa.array(data[name]))
+        ordered = table.select([*spec.columns, *extra])
+        target = pa.schema([*spec.schema, *(ordered.schema.field(n) for n in extra)])
         return ordered.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise DeltaStoreError(f"{spec.name}: data does not fit the table schema: {exc}") from exc

@@ -1,7 +1,6 @@
 """Ingestion: the day's dataset rows, validated, into ``eval_examples`` and
 ``quarantined_examples``."""
 
-
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path

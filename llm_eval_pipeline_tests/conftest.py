@@ -1,0 +1,51 @@
+"""Test fixtures: one real local SparkSession for the whole run, and a temporary
+LLM_EVAL_HOME per test (plus one for the run, set before the package reads settings)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Settings are read once per process, so the run's home is chosen before any import of
+# the package reads them. Variables a developer may have set are cleared.
+for _name in list(os.environ):
+    if _name.startswith("LLM_EVAL_") or _name in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
+        del os.environ[_name]
+RUN_HOME = Path(tempfile.mkdtemp(prefix="llm_eval_test_home_"))
+os.environ["LLM_EVAL_HOME"] = str(RUN_HOME)
+os.environ["LLM_EVAL_SPARK_UI"] = "false"
+
+from llm_eval_pipeline.settings import Settings, get_settings  # noqa: E402
+from llm_eval_pipeline.spark.session import spark_conf  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """The run's SparkSession. Dagster's PySparkResource calls getOrCreate() with the
+    same configuration, so materializations in tests share it."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.config(map=spark_conf(get_settings())).getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Settings:
+    """Settings for a fresh LLM_EVAL_HOME under the test's temp folder."""
+    return Settings.load(
+        env={"LLM_EVAL_HOME": str(tmp_path / "home"), "LLM_EVAL_SPARK_UI": "false"}
+    )
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path

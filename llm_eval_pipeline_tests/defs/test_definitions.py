@@ -1,0 +1,55 @@
+"""The code location loads, with the partitions, jobs and schedule users see in the UI."""
+
+from dagster import AssetKey, DagsterInstance, Definitions
+
+from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES
+from llm_eval_pipeline.definitions import build_definitions
+from llm_eval_pipeline.defs.jobs import INGEST_JOB
+from llm_eval_pipeline.defs.partitions import (
+    MODELS_PARTITION,
+    daily_partitions,
+    day_model_partitions,
+)
+from llm_eval_pipeline.settings import Settings
+
+
+def test_module_level_definitions_load() -> None:
+    from llm_eval_pipeline import definitions
+
+    Definitions.validate_loadable(definitions.defs)
+
+
+def test_assets_checks_jobs_and_schedule(home: Settings) -> None:
+    defs = build_definitions(home)
+    keys = {spec.key for spec in defs.resolve_all_asset_specs()}
+    assert {AssetKey(EVAL_EXAMPLES.name), AssetKey(QUARANTINED_EXAMPLES.name)} <= keys
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    examples = specs[AssetKey(EVAL_EXAMPLES.name)]
+    assert examples.description and "delta" in examples.kinds
+    assert examples.partitions_def == daily_partitions
+    columns = [c.name for c in examples.metadata["dagster/column_schema"].columns]
+    assert columns == EVAL_EXAMPLES.columns
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert "rows_balance" in checks
+    job = defs.resolve_job_def(INGEST_JOB)
+    assert job.partitions_def == daily_partitions
+    schedule = defs.resolve_schedule_def(f"{INGEST_JOB}_schedule")
+    assert schedule.cron_schedule == "0 6 * * *"
+
+
+def test_daily_partitions_start_at_the_configured_date_and_include_today() -> None:
+    import datetime as dt
+
+    keys = daily_partitions.get_partition_keys()
+    assert keys[0] == Settings.load().start_date.isoformat()
+    assert keys[-1] == dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def test_day_by_model_partitions_follow_registered_models() -> None:
+    instance = DagsterInstance.ephemeral()
+    assert day_model_partitions.get_partition_keys(dynamic_partitions_store=instance) == []
+    instance.add_dynamic_partitions(MODELS_PARTITION, ["tiny-gpt2", "tiny_gpt2.v2"])
+    keys = day_model_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    days = daily_partitions.get_partition_keys()
+    assert len(keys) == 2 * len(days)
+    assert f"{days[0]}|tiny-gpt2" in keys and f"{days[-1]}|tiny_gpt2.v2" in keys
