@@ -20,7 +20,10 @@ os.environ["LLM_EVAL_HOME"] = str(RUN_HOME)
 os.environ["LLM_EVAL_SPARK_UI"] = "false"
 
 from llm_eval_pipeline.settings import Settings, get_settings  # noqa: E402
-from llm_eval_pipeline.spark.session import spark_conf  # noqa: E402
+from llm_eval_pipeline.spark.session import (  # noqa: E402
+    spark_conf,
+    use_this_python_for_workers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +32,7 @@ def spark() -> Iterator[object]:
     same configuration, so materializations in tests share it."""
     from pyspark.sql import SparkSession
 
+    use_this_python_for_workers(get_settings())
     session = SparkSession.builder.config(map=spark_conf(get_settings())).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session

@@ -26,6 +26,14 @@ class Col:
     SOURCE_FILE = "source_file"
     SOURCE_ROW = "source_row"
     MODEL_ID = "model_id"
+    # generations
+    OUTPUT = "output"
+    PROMPT_TOKENS = "prompt_tokens"
+    OUTPUT_TOKENS = "output_tokens"
+    LATENCY_MS = "latency_ms"
+    FINISH_REASON = "finish_reason"
+    ERROR = "error"
+    GENERATION_CONFIG_HASH = "generation_config_hash"
     # quarantine
     FIELD = "field"
     REASON = "reason"
@@ -149,4 +157,38 @@ QUARANTINED_EXAMPLES = TableSpec(
     },
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES)}
+GENERATIONS = TableSpec(
+    name="generations",
+    schema=pa.schema(
+        [
+            (Col.EXAMPLE_ID, pa.string()),
+            (Col.OUTPUT, pa.string()),
+            (Col.PROMPT_TOKENS, pa.int64()),
+            (Col.OUTPUT_TOKENS, pa.int64()),
+            (Col.LATENCY_MS, pa.float64()),
+            (Col.FINISH_REASON, pa.string()),
+            (Col.ERROR, pa.string()),
+            (Col.GENERATION_CONFIG_HASH, pa.string()),
+            (Col.EVAL_DATE, pa.date32()),
+            (Col.MODEL_ID, pa.string()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE, Col.MODEL_ID),
+    description="One model output per example, day and model.",
+    column_docs={
+        Col.EXAMPLE_ID: "The example (eval_examples.example_id).",
+        Col.OUTPUT: "The model's output, stop strings removed; null when the row failed.",
+        Col.PROMPT_TOKENS: "Tokens in the templated prompt (null when the backend cannot say).",
+        Col.OUTPUT_TOKENS: "Tokens generated, up to the stop.",
+        Col.LATENCY_MS: "Wall time of the batch (or request) that produced the row.",
+        Col.FINISH_REASON: "stop | length | error.",
+        Col.ERROR: "Why this row failed; null when it succeeded.",
+        Col.GENERATION_CONFIG_HASH: "Hash of the backend identity and generation parameters.",
+        Col.EVAL_DATE: "The day partition.",
+        Col.MODEL_ID: "The model partition (the registry name).",
+    },
+)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS)
+}

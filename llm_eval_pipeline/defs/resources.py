@@ -9,7 +9,7 @@ from dagster_pyspark import PySparkResource
 
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.settings import Settings
-from llm_eval_pipeline.spark.session import spark_conf
+from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_workers
 
 
 class DeltaStoreResource(ConfigurableResource):
@@ -40,6 +40,7 @@ class DatasetResource(ConfigurableResource):
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources every asset uses, for one settings object."""
+    use_this_python_for_workers(settings)
     return {
         "spark": PySparkResource(spark_config=spark_conf(settings)),
         "delta": DeltaStoreResource(root=str(settings.delta_dir), engine=settings.delta_engine),

@@ -1,8 +1,8 @@
 """Spark configuration per deployment profile, in one place.
 
 ``local``: ``local[*]`` on this machine, Arrow batches between the JVM and Python, reused
-Python workers (so a worker keeps the models it loaded), the workers' Python set to this
-interpreter, the UI on or off by setting.
+Python workers (so a worker keeps the models it loaded), the UI on or off by setting; the
+workers run this interpreter (:func:`use_this_python_for_workers`).
 
 ``cluster``: the master URL and the GPU resource settings come from the settings (and so
 from the environment or config.yaml): ``spark.executor.resource.gpu.amount``,
@@ -13,6 +13,7 @@ from the environment or config.yaml): ``spark.executor.resource.gpu.amount``,
 
 from __future__ import annotations
 
+import os
 import sys
 
 from llm_eval_pipeline.settings import Settings
@@ -42,8 +43,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
                 "spark.sql.shuffle.partitions": "4",
                 "spark.local.dir": str(settings.spark_local_dir),
                 "spark.sql.warehouse.dir": str(settings.spark_local_dir / "warehouse"),
-                "spark.pyspark.python": sys.executable,
-                "spark.pyspark.driver.python": sys.executable,
             }
         )
     else:
@@ -66,3 +65,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def use_this_python_for_workers(settings: Settings) -> None:
+    """On the local profile, make Spark's Python workers run this interpreter (and so this
+    virtualenv). PySpark reads the choice from ``PYSPARK_PYTHON`` when the SparkContext
+    starts, not from the Spark conf; a value already set is kept."""
+    if settings.profile == "local":
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

@@ -1,0 +1,355 @@
+"""The OpenAI-compatible backend against a real local HTTP server scripted per test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from llm_eval_pipeline.core.backends.base import (
+    FINISH_ERROR,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    GenerationInput,
+)
+from llm_eval_pipeline.core.backends.openai_backend import OpenAIBackend
+from llm_eval_pipeline.core.models import parse_spec
+
+KEY = "sk-test-PLANTED-123"
+KEY_ENV = "LLM_EVAL_TEST_REMOTE_KEY"
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+@dataclass
+class Received:
+    """One request as the server saw it (header names lower-cased)."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    @property
+    def prompt(self) -> str:
+        if "messages" in self.body:
+            return self.body["messages"][0]["content"]
+        return self.body["prompt"]
+
+
+# A step says how to answer one attempt: status (default 200), body (bytes, a JSON-able
+# value, a callable taking the Received request, or absent for an echo answer), headers,
+# and sleep (seconds before answering). A prompt's steps are used in order, the last repeats.
+Step = dict[str, Any]
+
+
+@dataclass
+class FakeServer:
+    url: str = ""
+    script: dict[str, list[Step]] = field(default_factory=dict)
+    default: Step = field(default_factory=dict)
+    requests: list[Received] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attempts(self, prompt: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if r.prompt == prompt)
+
+    def enter(self, received: Received) -> Step:
+        with self.lock:
+            seen = sum(1 for r in self.requests if r.prompt == received.prompt)
+            self.requests.append(received)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            steps = self.script.get(received.prompt) or [self.default]
+            return steps[min(seen, len(steps) - 1)]
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+
+def echo_answer(received: Received) -> dict[str, Any]:
+    text = f"echo: {received.prompt}"
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+    if received.path.endswith("/chat/completions"):
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+    usage = {"prompt_tokens": len(received.prompt), "completion_tokens": 2, "total_tokens": 0}
+    return {"choices": [choice], "usage": usage}
+
+
+def make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            received = Received(self.path, headers, body)
+            step = server.enter(received)
+            try:
+                time.sleep(step.get("sleep", 0))
+                payload: Any = step.get("body")
+                if payload is None:
+                    payload = echo_answer(received)
+                elif callable(payload):
+                    payload = payload(received)
+                if not isinstance(payload, bytes):
+                    payload = (
+                        payload.encode()
+                        if isinstance(payload, str)
+                        else json.dumps(payload).encode()
+                    )
+                self.send_response(step.get("status", 200))
+                for name, value in step.get("headers", {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+            finally:
+                server.leave()
+
+    return Handler
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server(no_proxy: None) -> Iterator[FakeServer]:
+    fake = FakeServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
+    httpd.daemon_threads = True
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    host, port = httpd.server_address[:2]
+    fake.url = f"http://{host}:{port}/v1"
+    try:
+        yield fake
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def make_backend(
+    url: str, generation: dict[str, Any] | None = None, **options: Any
+) -> OpenAIBackend:
+    opts = {"base_url": url, "model": "tiny-remote", "backoff_s": 0.01, "timeout_s": 5, **options}
+    raw = {"name": "remote", "backend": "openai", "options": opts, "generation": generation or {}}
+    return OpenAIBackend(parse_spec(raw))
+
+
+def rows(*texts: str) -> list[GenerationInput]:
+    return [GenerationInput(f"ex{i}", text) for i, text in enumerate(texts)]
+
+
+def only(server: FakeServer, prompt: str) -> Received:
+    found = [r for r in server.requests if r.prompt == prompt]
+    assert len(found) == 1, f"expected one request for {prompt!r}, got {len(found)}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_chat_success_reads_output_usage_and_finish_reason(server: FakeServer) -> None:
+    cut = {"choices": [{"message": {"content": "cut"}, "finish_reason": "length"}]}
+    server.script["second"] = [{"body": cut}]
+    generation = {"max_new_tokens": 7, "temperature": 0.5, "top_p": 0.9, "seed": 3, "stop": ["END"]}
+    backend = make_backend(server.url, generation)
+    assert backend.device == "remote"
+
+    first, second = backend.generate(rows("first", "second"))
+
+    assert (first.output, first.prompt_tokens, first.output_tokens) == ("echo: first", 5, 2)
+    assert first.finish_reason == FINISH_STOP and first.error is None
+    assert first.latency_ms > 0
+    assert (second.output, second.prompt_tokens, second.output_tokens) == ("cut", None, None)
+    assert second.finish_reason == FINISH_LENGTH
+    request = only(server, "first")
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["content-type"] == "application/json"
+    assert "authorization" not in request.headers
+    assert request.body["messages"] == [{"role": "user", "content": "first"}]
+    assert request.body["model"] == "tiny-remote"
+    assert request.body["max_tokens"] == 7
+    assert request.body["temperature"] == 0.5
+    assert request.body["top_p"] == 0.9
+    assert request.body["seed"] == 3
+    assert request.body["stop"] == ["END"]
+
+
+def test_completions_api_sends_prompt_and_reads_text(server: FakeServer) -> None:
+    backend = make_backend(server.url, api="completions")
+
+    (out,) = backend.generate(rows("complete me"))
+
+    assert out.output == "echo: complete me" and out.error is None
+    assert out.prompt_tokens == len("complete me")
+    request = only(server, "complete me")
+    assert request.path == "/v1/completions"
+    assert request.body["prompt"] == "complete me"
+    assert "messages" not in request.body
+    assert "stop" not in request.body, "an empty stop list is not sent"
+
+
+def test_429_with_retry_after_is_retried(server: FakeServer) -> None:
+    server.script["busy"] = [
+        {"status": 429, "headers": {"Retry-After": "0"}, "body": "slow down"},
+        {},
+    ]
+    # A long backoff shows that Retry-After: 0 is honoured instead.
+    backend = make_backend(server.url, backoff_s=5)
+
+    started = time.perf_counter()
+    (out,) = backend.generate(rows("busy"))
+
+    assert out.error is None and out.output == "echo: busy"
+    assert server.attempts("busy") == 2
+    assert time.perf_counter() - started < 2.0
+
+
+def test_server_errors_exhaust_retries_without_affecting_other_rows(server: FakeServer) -> None:
+    server.script["broken"] = [{"status": 500, "body": "boom" + "z" * 500}]
+    server.script["rejected"] = [{"status": 400, "body": "bad request"}]
+    backend = make_backend(server.url, max_retries=2)
+
+    outs = backend.generate(rows("ok-1", "broken", "rejected", "ok-2"))
+
+    assert [o.output for o in outs] == ["echo: ok-1", None, None, "echo: ok-2"]
+    broken, rejected = outs[1], outs[2]
+    assert server.attempts("broken") == 3
+    assert broken.finish_reason == FINISH_ERROR
+    assert "500" in broken.error and "boom" in broken.error and "3 attempts" in broken.error
+    assert len(broken.error) < 300, "the body is truncated"
+    assert server.attempts("rejected") == 1, "a 400 is not retried"
+    assert "400" in rejected.error and "1 attempt" in rejected.error
+    assert outs[0].error is None and outs[3].error is None
+
+
+def test_slow_answer_times_out_within_bounded_time(server: FakeServer) -> None:
+    server.script["slow"] = [{"sleep": 1.0}]
+    backend = make_backend(server.url, timeout_s=0.3, max_retries=1)
+
+    started = time.perf_counter()
+    slow, fast = backend.generate(rows("slow", "fast"))
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < 5.0
+    assert slow.output is None and "timeout" in slow.error.lower()
+    assert "2 attempts" in slow.error
+    assert server.attempts("slow") == 2
+    assert slow.latency_ms >= 2 * 300
+    assert fast.output == "echo: fast"
+
+
+def test_malformed_200_is_a_row_error(server: FakeServer) -> None:
+    server.script["garbage"] = [{"body": b"not json {"}]
+    server.script["empty"] = [{"body": {"choices": []}}]
+    backend = make_backend(server.url)
+
+    garbage, empty, fine = backend.generate(rows("garbage", "empty", "fine"))
+
+    for out in (garbage, empty):
+        assert out.output is None and out.finish_reason == FINISH_ERROR
+        assert "malformed response" in out.error
+    assert server.attempts("garbage") == 1
+    assert fine.output == "echo: fine"
+
+
+def test_api_key_is_sent_and_never_leaked(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    caplog.set_level(logging.DEBUG)
+
+    def echo_key(received: Received) -> str:
+        return f"invalid api key: {received.headers['authorization']}"
+
+    def key_at_boundary(received: Received) -> str:
+        # Truncating to 200 characters before scrubbing would keep "sk-test-".
+        return "x" * 185 + received.headers["authorization"]
+
+    server.script["denied"] = [{"status": 401, "body": echo_key}]
+    server.script["edge"] = [{"status": 500, "body": key_at_boundary}]
+    backend = make_backend(server.url, api_key_env=KEY_ENV, max_retries=1)
+
+    ok, denied, edge = backend.generate(rows("ok", "denied", "edge"))
+
+    assert ok.output == "echo: ok"
+    assert only(server, "ok").headers["authorization"] == f"Bearer {KEY}"
+    assert "401" in denied.error and "invalid api key" in denied.error
+    assert "500" in edge.error and server.attempts("edge") == 2
+    for text in (denied.error, edge.error, repr(backend), repr(vars(backend)), caplog.text):
+        assert KEY not in text
+        assert "sk-test" not in text
+    assert KEY_ENV in repr(backend)
+
+
+def test_unset_api_key_env_raises_naming_the_variable(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+
+    with pytest.raises(ValueError, match=KEY_ENV):
+        make_backend(server.url, api_key_env=KEY_ENV)
+
+
+def test_concurrency_is_bounded(server: FakeServer) -> None:
+    server.default = {"sleep": 0.1}
+    backend = make_backend(server.url, max_concurrency=2)
+    texts = [f"row {i}" for i in range(6)]
+
+    outs = backend.generate(rows(*texts))
+
+    assert [o.output for o in outs] == [f"echo: {t}" for t in texts]
+    assert len(server.requests) == 6
+    assert server.max_in_flight <= 2
+    assert server.max_in_flight == 2, "two requests should overlap"
+
+
+def test_connection_refused_is_retried_then_reported(no_proxy: None) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = make_backend(f"http://127.0.0.1:{port}/v1", max_retries=1)
+
+    (out,) = backend.generate(rows("nobody home"))
+
+    assert out.output is None and "connection error" in out.error
+    assert "2 attempts" in out.error
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"api": "embeddings"}, {"max_concurrency": 0}, {"timeout_s": 0}, {"base_url": "file:///x"}],
+)
+def test_invalid_options_raise(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        make_backend("http://127.0.0.1:9/v1", **options)
+
+
+def test_empty_batch_sends_nothing(server: FakeServer) -> None:
+    assert make_backend(server.url).generate([]) == []
+    assert server.requests == []
