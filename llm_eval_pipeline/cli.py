@@ -1,6 +1,10 @@
 """``llm-eval``: run the pipeline from a terminal, in the Dagster instance ``make ui`` opens.
 
 llm-eval demo [--days N]
+llm-eval demo-models [--force]
+llm-eval models add NAME --backend B [options] | list | remove NAME
+
+llm-eval demo [--days N]
 llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
              [--models a,b]
 llm-eval ui [--port 3000]
@@ -17,14 +21,28 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from llm_eval_pipeline.core.models import ModelSpecError, validate_model_name
-from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES, Col, TableSpec
+import yaml
+
+from llm_eval_pipeline.core.models import (
+    BACKENDS,
+    ModelRegistry,
+    ModelSpecError,
+    parse_spec,
+    validate_model_name,
+)
+from llm_eval_pipeline.core.schema import (
+    EVAL_EXAMPLES,
+    GENERATIONS,
+    QUARANTINED_EXAMPLES,
+    Col,
+    TableSpec,
+)
 from llm_eval_pipeline.settings import Settings, SettingsError, get_settings
 
 DEMO_DATASET_NAME = "demo_eval"
 # Dagster's step events go to the run's event log (the UI); the terminal gets INFO and up.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-SUMMARY_TABLES: tuple[TableSpec, ...] = (EVAL_EXAMPLES, QUARANTINED_EXAMPLES)
+SUMMARY_TABLES: tuple[TableSpec, ...] = (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS)
 
 
 class CliError(Exception):
@@ -45,8 +63,13 @@ def today_utc() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+def latest_day() -> dt.date:
+    """The latest daily partition: yesterday (UTC), as a day is evaluated once it is over."""
+    return today_utc() - dt.timedelta(days=1)
+
+
 def date_range(start: dt.date, end: dt.date, settings: Settings) -> list[dt.date]:
-    today = today_utc()
+    latest = latest_day()
     if start > end:
         raise CliError(f"--start {start} is after --end {end}")
     if start < settings.start_date:
@@ -54,8 +77,8 @@ def date_range(start: dt.date, end: dt.date, settings: Settings) -> list[dt.date
             f"--start {start} is before the first partition {settings.start_date} "
             "(start_date in config.yaml or LLM_EVAL_START_DATE)"
         )
-    if end > today:
-        raise CliError(f"--end {end} is after today ({today}, UTC)")
+    if end > latest:
+        raise CliError(f"--end {end} is after the latest complete day ({latest}, UTC)")
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
@@ -88,37 +111,51 @@ def start_ui(settings: Settings, port: int) -> int:
 
 def run_pipeline(settings: Settings, request: RunRequest) -> int:
     """Materialize the pipeline for each requested day; print what was written."""
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance, MultiPartitionKey
 
     from llm_eval_pipeline.definitions import build_definitions
-    from llm_eval_pipeline.defs.jobs import INGEST_JOB
+    from llm_eval_pipeline.defs.jobs import GENERATION_JOB, INGEST_JOB
     from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 
-    instance = DagsterInstance.from_config(str(prepare_dagster_home(settings)))
-    if request.models:
-        instance.add_dynamic_partitions(MODELS_PARTITION, request.models)
-        print(f"Registered model partitions: {', '.join(request.models)}")
-
-    job = build_definitions(settings).resolve_job_def(INGEST_JOB)
-    failed = []
-    for day in request.days:
-        result = job.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET_LOGS,
+    registered = [spec.name for spec in ModelRegistry(settings.models_yaml).load()]
+    unknown = [name for name in request.models if name not in registered]
+    if unknown:
+        raise CliError(
+            f"models {unknown} are not in {settings.models_yaml}; add them with "
+            "`llm-eval models add`"
         )
-        status = "ok" if result.success else "FAILED"
-        print(f"{day}: {INGEST_JOB} run {result.run_id} {status}")
-        if not result.success:
-            failed.append(day)
-            for event in result.get_step_failure_events():
-                error = event.step_failure_data.error
-                user = event.step_failure_data.user_failure_data
-                message = user.description if user and user.description else error.message
-                print(f"  {event.step_key}: {message.strip()}", file=sys.stderr)
+    models = request.models or registered
+    instance = DagsterInstance.from_config(str(prepare_dagster_home(settings)))
+    known = set(instance.get_dynamic_partitions(MODELS_PARTITION))
+    instance.add_dynamic_partitions(MODELS_PARTITION, [m for m in models if m not in known])
+
+    defs = build_definitions(settings)
+    ingest, generate = defs.resolve_job_def(INGEST_JOB), defs.resolve_job_def(GENERATION_JOB)
+    failures = 0
+    for day in request.days:
+        if not _execute(ingest, day.isoformat(), instance, f"{day}"):
+            failures += 1
+            continue
+        for model in models:
+            key = MultiPartitionKey({Col.EVAL_DATE: day.isoformat(), Col.MODEL_ID: model})
+            failures += not _execute(generate, key, instance, f"{day} {model}")
+    if not models:
+        print(f"No models registered in {settings.models_yaml}: ingestion only.")
     print_summary(settings, request.days)
-    return 1 if failed else 0
+    return 1 if failures else 0
+
+
+def _execute(job, partition_key: str, instance, label: str) -> bool:
+    result = job.execute_in_process(
+        partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
+    )
+    print(f"{label}: {job.name} run {result.run_id} {'ok' if result.success else 'FAILED'}")
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        user = event.step_failure_data.user_failure_data
+        message = user.description if user and user.description else error.message
+        print(f"  {event.step_key}: {message.strip()}", file=sys.stderr)
+    return result.success
 
 
 def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
@@ -132,11 +169,99 @@ def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
             print(f"  {spec.name:<22} (not written)")
             continue
         table = store.read_arrow(spec)
-        counts = table.group_by(Col.EVAL_DATE).aggregate([([], "count_all")]).to_pylist()
-        per_day = {row[Col.EVAL_DATE]: row["count_all"] for row in counts}
-        shown = ", ".join(f"{day}: {per_day.get(day, 0)}" for day in days)
-        print(f"  {spec.name:<22} version {version:<4} rows {shown}")
-        print(f"  {'':<22} {store.path(spec)}")
+        groups = [c for c in spec.partition_by]
+        counts = table.group_by(groups).aggregate([([], "count_all")]).to_pylist()
+        print(f"  {spec.name:<22} version {version}  {store.path(spec)}")
+        for day in days:
+            parts = [r for r in counts if r[Col.EVAL_DATE] == day]
+            if len(groups) == 1:
+                shown = f"{parts[0]['count_all'] if parts else 0} rows"
+            else:
+                shown = ", ".join(f"{r[Col.MODEL_ID]}: {r['count_all']} rows" for r in parts)
+            print(f"      {day}  {shown or '-'}")
+
+
+def build_demo(settings: Settings, force: bool = False) -> list[str]:
+    from llm_eval_pipeline.demo.models import build_demo_models
+
+    built = build_demo_models(settings.models_dir, Path(demo_dataset_path()), force=force)
+    for model in built:
+        state = "built" if model.built else "already built"
+        print(f"{model.name}: {state} at {model.path}")
+    return [m.name for m in built]
+
+
+def register_demo_models(settings: Settings) -> list[str]:
+    """Build the demo models if missing and (re)register them; their names."""
+    from llm_eval_pipeline.demo.models import demo_specs
+
+    build_demo(settings)
+    registry = ModelRegistry(settings.models_yaml)
+    for spec in demo_specs(settings.models_dir):
+        registry.add(spec, replace=True)
+    return [spec.name for spec in demo_specs(settings.models_dir)]
+
+
+def models_command(settings: Settings, args: argparse.Namespace) -> int:
+    registry = ModelRegistry(settings.models_yaml)
+    if args.models_command == "list":
+        specs = registry.load()
+        if not specs:
+            print(f"No models in {registry.path}")
+        for spec in specs:
+            source = next(
+                (str(spec.options[k]) for k in ("path", "model", "column") if k in spec.options), ""
+            )
+            flag = "  (baseline)" if spec.baseline else ""
+            print(
+                f"{spec.name:<20} {spec.backend:<12} {spec.generation_config_hash}  {source}{flag}"
+            )
+        return 0
+    if args.models_command == "remove":
+        registry.remove(args.name)
+        print(f"Removed {args.name} from {registry.path}; its tables and partitions are kept.")
+        return 0
+    spec = parse_spec(spec_from_args(args), "llm-eval models add")
+    registry.add(spec, replace=args.replace)
+    print(
+        f"Added {spec.name} ({spec.backend}) to {registry.path}. With `make ui` running, the "
+        f"new-model sensor backfills it over the last {settings.backfill_days} days; "
+        f"or run `llm-eval run --models {spec.name} --start YYYY-MM-DD`."
+    )
+    return 0
+
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--option {item!r}: expected KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    named = {
+        "path": args.path,
+        "model": args.model,
+        "base_url": args.base_url,
+        "api_key_env": args.api_key_env,
+        "column": args.column,
+    }
+    options.update({k: v for k, v in named.items() if v is not None})
+    generation = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "do_sample": args.do_sample,
+        "seed": args.seed,
+        "stop": args.stop,
+        "prompt_template": args.prompt_template,
+    }
+    return {
+        "name": args.name,
+        "backend": args.backend,
+        "options": options,
+        "generation": {k: v for k, v in generation.items() if v is not None},
+        "baseline": args.baseline,
+    }
 
 
 def _parse_date(text: str) -> dt.date:
@@ -168,6 +293,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=_parse_date, help="last day, YYYY-MM-DD (default: today)")
     run.add_argument("--models", type=_parse_models, default=[], help="model names, a,b")
 
+    demo_models = commands.add_parser("demo-models", help="build the two tiny demo models")
+    demo_models.add_argument("--force", action="store_true", help="rebuild even if present")
+
+    models = commands.add_parser("models", help="the model registry (models.yaml)")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    add = models_commands.add_parser("add", help="register a model")
+    add.add_argument("name")
+    add.add_argument("--backend", required=True, choices=sorted(BACKENDS))
+    add.add_argument("--path", help="transformers: local model folder")
+    add.add_argument("--model", help="transformers: hub id; openai: model name")
+    add.add_argument("--base-url", help="openai: endpoint, e.g. http://127.0.0.1:8000/v1")
+    add.add_argument("--api-key-env", help="openai: NAME of the variable holding the key")
+    add.add_argument("--column", help="precomputed: dataset column holding the outputs")
+    add.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    add.add_argument("--max-new-tokens", type=int)
+    add.add_argument("--temperature", type=float)
+    add.add_argument("--top-p", type=float)
+    add.add_argument("--do-sample", action="store_true", default=None)
+    add.add_argument("--seed", type=int)
+    add.add_argument("--stop", action="append", help="stop string (repeatable)")
+    add.add_argument("--prompt-template", help="uses {prompt} and may use {context}")
+    add.add_argument("--baseline", action="store_true")
+    add.add_argument("--replace", action="store_true", help="replace a model of that name")
+    models_commands.add_parser("list", help="list registered models")
+    remove = models_commands.add_parser("remove", help="unregister a model (history is kept)")
+    remove.add_argument("name")
+
     ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     return parser
@@ -179,22 +331,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
         if args.command == "ui":
             return start_ui(settings, args.port)
+        if args.command == "models":
+            return models_command(settings, args)
+        if args.command == "demo-models":
+            build_demo(settings, args.force)
+            return 0
         if args.command == "demo":
             if args.days < 1:
                 raise CliError("--days must be at least 1")
-            end = today_utc()
+            end = latest_day()
             start = end - dt.timedelta(days=args.days - 1)
             settings = settings.with_dataset(demo_dataset_path(), DEMO_DATASET_NAME)
-            request = RunRequest(days=date_range(start, end, settings), models=[])
+            days = date_range(start, end, settings)
+            request = RunRequest(days=days, models=register_demo_models(settings))
         else:
             if args.dataset:
                 settings = settings.with_dataset(args.dataset, args.name)
-            end = args.end or today_utc()
+            end = args.end or latest_day()
             request = RunRequest(
                 days=date_range(args.start or end, end, settings), models=args.models
             )
         return run_pipeline(settings, request)
-    except (CliError, SettingsError) as exc:
+    except (CliError, SettingsError, ModelSpecError) as exc:
         print(f"llm-eval: {exc}", file=sys.stderr)
         return 1
 

@@ -26,6 +26,10 @@ GPUs per task (cluster)        ``LLM_EVAL_TASK_GPUS``   ``task_gpus``
 GPU discovery script (cluster) ``LLM_EVAL_GPU_DISCOVERY_SCRIPT`` ``gpu_discovery_script``
 extra Spark conf               --                       ``spark_conf`` (mapping)
 MLflow tracking URI            ``MLFLOW_TRACKING_URI``  ``mlflow_tracking_uri``
+model registry file            ``LLM_EVAL_MODELS``      ``models_file``
+days a new model backfills     --                       ``backfill_days`` (7)
+row error rate that fails      --                       ``max_error_rate`` (0.5)
+Spark tasks for generation     --                       ``generation_partitions``
 ============================== ======================== =========================
 """
 
@@ -72,6 +76,10 @@ class Settings:
     gpu_discovery_script: str | None = None
     spark_conf: Mapping[str, str] = field(default_factory=dict)
     mlflow_tracking_uri_override: str | None = None
+    models_file: Path | None = None
+    backfill_days: int = 7
+    max_error_rate: float = 0.5
+    generation_partitions: int | None = None
 
     @property
     def delta_dir(self) -> Path:
@@ -87,7 +95,7 @@ class Settings:
 
     @property
     def models_yaml(self) -> Path:
-        return self.home / "models.yaml"
+        return self.models_file or self.home / "models.yaml"
 
     @property
     def mlflow_db(self) -> Path:
@@ -184,6 +192,10 @@ class Settings:
             gpu_discovery_script=pick("LLM_EVAL_GPU_DISCOVERY_SCRIPT", "gpu_discovery_script"),
             spark_conf={str(k): str(v) for k, v in spark_conf.items()},
             mlflow_tracking_uri_override=pick("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+            models_file=pick_path("LLM_EVAL_MODELS", "models_file"),
+            backfill_days=int(pick(None, "backfill_days", 7)),
+            max_error_rate=float(pick(None, "max_error_rate", 0.5)),
+            generation_partitions=_as_int(pick(None, "generation_partitions")),
         )
 
 
@@ -227,6 +239,15 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _as_int(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"expected a whole number, got {value!r}") from exc
 
 
 def _as_float(value: Any) -> float | None:

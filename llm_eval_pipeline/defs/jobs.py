@@ -1,10 +1,18 @@
-"""Jobs and schedules built from the partitioned assets."""
+"""Jobs and schedules built from the partitioned assets.
+
+The daily schedule runs the ingestion job for the previous day; every day×model asset
+follows through its automation condition (``defs/automation.py``), for every registered
+model. (A Dagster job holds assets of one partitioning, so the day×model stages are a job
+of their own, which the new-model sensor and ``llm-eval`` use.)
+"""
 
 from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
 
+from llm_eval_pipeline.core.schema import GENERATIONS
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY, QUARANTINE_KEY
 
 INGEST_JOB = "daily_ingest"
+GENERATION_JOB = "evaluate_models"
 
 daily_ingest_job = define_asset_job(
     INGEST_JOB,
@@ -12,5 +20,11 @@ daily_ingest_job = define_asset_job(
     description="Ingest and validate one day of the evaluation dataset.",
 )
 
-# Runs at 06:00 UTC for that day's partition (the daily partitions end one day ahead).
+generation_job = define_asset_job(
+    GENERATION_JOB,
+    selection=AssetSelection.assets(GENERATIONS.name),
+    description="Generate (and, as the pipeline grows, score and track) one day×model.",
+)
+
+# 06:00 UTC, for the previous day's partition.
 daily_ingest_schedule = build_schedule_from_partitioned_job(daily_ingest_job, hour_of_day=6)

@@ -11,10 +11,9 @@ from llm_eval_pipeline.settings import get_settings
 
 MODELS_PARTITION = "models"
 
-# end_offset=1: today's partition exists, so files dropped today can be evaluated today.
-daily_partitions = DailyPartitionsDefinition(
-    start_date=get_settings().start_date.isoformat(), end_offset=1
-)
+# The latest partition is yesterday: a day is evaluated once it is over, and the daily
+# schedule materializes the previous day.
+daily_partitions = DailyPartitionsDefinition(start_date=get_settings().start_date.isoformat())
 model_partitions = DynamicPartitionsDefinition(name=MODELS_PARTITION)
 day_model_partitions = MultiPartitionsDefinition(
     {Col.EVAL_DATE: daily_partitions, Col.MODEL_ID: model_partitions}

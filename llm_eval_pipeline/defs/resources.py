@@ -7,6 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from dagster_pyspark import PySparkResource
 
+from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.settings import Settings
 from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_workers
@@ -38,6 +39,19 @@ class DatasetResource(ConfigurableResource):
         return Path(self.path) if self.path else None
 
 
+class ModelsResource(ConfigurableResource):
+    """The model registry and how generation runs: the row error rate that fails a
+    partition, the number of Spark tasks, and how many past days a new model backfills."""
+
+    registry_path: str
+    max_error_rate: float = 0.5
+    partitions: int | None = None
+    backfill_days: int = 7
+
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(Path(self.registry_path))
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources every asset uses, for one settings object."""
     use_this_python_for_workers(settings)
@@ -51,5 +65,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             allowed_roots=[str(p) for p in settings.allowed_data_roots],
             max_field_chars=settings.max_field_chars,
             default_task=settings.default_task,
+        ),
+        "models": ModelsResource(
+            registry_path=str(settings.models_yaml),
+            max_error_rate=settings.max_error_rate,
+            partitions=settings.generation_partitions,
+            backfill_days=settings.backfill_days,
         ),
     }

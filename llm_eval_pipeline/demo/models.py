@@ -67,8 +67,10 @@ def build_demo_models(
     dataset: Path,
     force: bool = False,
     log: Callable[[str], None] = print,
+    train_steps: int = TRAIN_STEPS,
 ) -> list[DemoModel]:
-    """Build both models under ``models_dir`` unless they are already there."""
+    """Build both models under ``models_dir`` unless they are already there (tests pass a
+    small ``train_steps``)."""
     built = []
     records = [
         json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line
@@ -84,7 +86,7 @@ def build_demo_models(
         model = _init_model(tokenizer)
         steps = 0
         if name == QA_MODEL:
-            steps = _train_on_qa(model, tokenizer, records, log)
+            steps = _train_on_qa(model, tokenizer, records, log, train_steps)
         path.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
@@ -141,7 +143,9 @@ def _init_model(tokenizer):
     return GPT2LMHeadModel(config)
 
 
-def _train_on_qa(model, tokenizer, records: list[dict], log: Callable[[str], None]) -> int:
+def _train_on_qa(
+    model, tokenizer, records: list[dict], log: Callable[[str], None], steps: int
+) -> int:
     import torch
 
     generation = demo_generation()
@@ -162,7 +166,7 @@ def _train_on_qa(model, tokenizer, records: list[dict], log: Callable[[str], Non
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
     model.train()
     try:
-        for step in range(TRAIN_STEPS):
+        for step in range(steps):
             batch = rng.sample(examples, BATCH)
             width = max(len(ids) for ids, _ in batch)
             pad = tokenizer.pad_token_id
@@ -173,9 +177,9 @@ def _train_on_qa(model, tokenizer, records: list[dict], log: Callable[[str], Non
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if step % 100 == 0 or step == TRAIN_STEPS - 1:
-                log(f"  {QA_MODEL} step {step + 1}/{TRAIN_STEPS}: loss {loss.item():.3f}")
+            if step % 100 == 0 or step == steps - 1:
+                log(f"  {QA_MODEL} step {step + 1}/{steps}: loss {loss.item():.3f}")
     finally:
         torch.set_num_threads(threads)
         model.eval()
-    return TRAIN_STEPS
+    return steps

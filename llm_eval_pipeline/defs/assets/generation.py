@@ -1,0 +1,126 @@
+"""Generation: each registered model's outputs for a day's examples, as a Spark UDF."""
+
+import datetime as dt
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from dagster_pyspark import PySparkResource
+
+from llm_eval_pipeline.core.models import ModelSpecError
+from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
+from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY
+from llm_eval_pipeline.defs.automation import after_upstream_updates
+from llm_eval_pipeline.defs.metadata import column_schema, markdown_preview
+from llm_eval_pipeline.defs.partitions import day_model_partitions
+from llm_eval_pipeline.defs.resources import DeltaStoreResource, ModelsResource
+from llm_eval_pipeline.spark.udfs import TaskStats, generate_outputs
+
+GROUP = "generation"
+FIRST_ERRORS = 5
+SAMPLE_COLUMNS = [Col.EXAMPLE_ID, Col.OUTPUT, Col.OUTPUT_TOKENS, Col.FINISH_REASON, Col.ERROR]
+
+
+def partition_of(context: AssetExecutionContext) -> tuple[dt.date, str]:
+    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+    return dt.date.fromisoformat(keys[Col.EVAL_DATE]), keys[Col.MODEL_ID]
+
+
+@asset(
+    key=GENERATIONS.name,
+    deps=[EXAMPLES_KEY],
+    partitions_def=day_model_partitions,
+    automation_condition=after_upstream_updates,
+    kinds={"spark", "delta", "pytorch"},
+    group_name=GROUP,
+    description=(
+        "Each registered model's output for every example of the day, generated in batches "
+        "by a Spark mapInPandas UDF (the model loaded once per Python worker, on the GPU "
+        "Spark assigns, else the CPU). A failed row keeps its error; the partition fails "
+        "only past the configured error rate."
+    ),
+    metadata={"dagster/column_schema": column_schema(GENERATIONS)},
+)
+def generations(
+    context: AssetExecutionContext,
+    models: ModelsResource,
+    delta: DeltaStoreResource,
+    spark: PySparkResource,
+) -> MaterializeResult:
+    """Generate one day×model partition and replace it in Delta."""
+    day, model_id = partition_of(context)
+    try:
+        spec = models.registry().get(model_id)
+    except ModelSpecError as exc:
+        raise Failure(
+            description=f"{exc}; register it with `llm-eval models add` (a removed model "
+            "keeps its history but is not generated again)"
+        ) from exc
+
+    store = delta.store()
+    examples = store.read(spark.spark_session, EVAL_EXAMPLES, {Col.EVAL_DATE: day})
+    frame, events = generate_outputs(examples, spec, models.partitions)
+    started = time.perf_counter()
+    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
+    seconds = time.perf_counter() - started
+    stats = TaskStats(events.value)
+
+    rows = table.num_rows
+    failed = table.filter(pc.is_valid(table.column(Col.ERROR)))
+    error_rate = failed.num_rows / rows if rows else 0.0
+    if error_rate > models.max_error_rate:
+        first = "\n".join(
+            f"- {r[Col.EXAMPLE_ID]}: {r[Col.ERROR]}"
+            for r in failed.slice(0, FIRST_ERRORS).to_pylist()
+        )
+        raise Failure(
+            description=f"{model_id} on {day}: {failed.num_rows} of {rows} rows failed "
+            f"(error rate {error_rate:.0%} > max_error_rate {models.max_error_rate:.0%}); "
+            f"first errors:\n{first}",
+            metadata={"rows": rows, "errors": failed.num_rows},
+        )
+
+    version = store.write_partition(
+        GENERATIONS, table, {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
+    )
+    output_tokens = int(pc.sum(table.column(Col.OUTPUT_TOKENS)).as_py() or 0)
+    context.log.info(
+        f"{model_id} on {day}: {rows} rows, {failed.num_rows} errors, {output_tokens} tokens "
+        f"in {seconds:.1f}s on {', '.join(stats.devices) or 'no task'}; "
+        f"{stats.model_loads} model loads in {stats.python_workers} Python workers"
+    )
+    return MaterializeResult(
+        metadata={
+            "rows": rows,
+            "errors": failed.num_rows,
+            "error_rate": error_rate,
+            "output_tokens": output_tokens,
+            "tokens_per_second": output_tokens / seconds if seconds else 0.0,
+            "generation_seconds": seconds,
+            "device": ", ".join(stats.devices),
+            "model_loads": stats.model_loads,
+            "model_load_seconds": stats.load_seconds,
+            "python_workers": stats.python_workers,
+            "spark_tasks": stats.tasks,
+            "backend": spec.backend,
+            "generation_config_hash": spec.generation_config_hash,
+            "delta_version": version,
+            "delta_table": MetadataValue.path(str(store.path(GENERATIONS))),
+            "dagster/row_count": rows,
+            "dagster/column_schema": column_schema(GENERATIONS),
+            "sample": markdown_preview(_sample(table), SAMPLE_COLUMNS),
+        }
+    )
+
+
+def _sample(table: pa.Table) -> pa.Table:
+    """Failed rows first, so a partial failure shows in the sample."""
+    failed = table.filter(pc.is_valid(table.column(Col.ERROR)))
+    return pa.concat_tables([failed, table.filter(pc.is_null(table.column(Col.ERROR)))])
