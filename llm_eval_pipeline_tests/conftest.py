@@ -53,3 +53,21 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models, built once per run by the real builder with a short training."""
+    from llm_eval_pipeline.cli import demo_dataset_path
+    from llm_eval_pipeline.demo.models import build_demo_models
+
+    models_dir = tmp_path_factory.mktemp("models")
+    build_demo_models(models_dir, Path(demo_dataset_path()), log=lambda _: None, train_steps=100)
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_specs(tiny_models: Path) -> dict[str, object]:
+    from llm_eval_pipeline.demo.models import demo_specs
+
+    return {spec.name: spec for spec in demo_specs(tiny_models)}

@@ -159,7 +159,10 @@ def parse_spec(raw: Mapping[str, Any], where: str = "model spec") -> ModelSpec:
     unknown = set(raw) - {"name", "backend", "options", "generation", "baseline"}
     if unknown:
         raise ModelSpecError(f"{where}: unknown keys {sorted(unknown)}")
-    name = validate_model_name(raw.get("name"))  # type: ignore[arg-type]
+    try:
+        name = validate_model_name(raw.get("name"))  # type: ignore[arg-type]
+    except ModelSpecError as exc:
+        raise ModelSpecError(f"{where}: {exc}") from exc
     where = f"{where} {name!r}"
     backend = raw.get("backend")
     if backend not in BACKENDS:

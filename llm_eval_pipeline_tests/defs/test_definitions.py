@@ -37,12 +37,13 @@ def test_assets_checks_jobs_and_schedule(home: Settings) -> None:
     assert schedule.cron_schedule == "0 6 * * *"
 
 
-def test_daily_partitions_start_at_the_configured_date_and_include_today() -> None:
+def test_daily_partitions_run_from_the_configured_date_to_yesterday() -> None:
     import datetime as dt
 
     keys = daily_partitions.get_partition_keys()
     assert keys[0] == Settings.load().start_date.isoformat()
-    assert keys[-1] == dt.datetime.now(dt.UTC).date().isoformat()
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert keys[-1] == yesterday.isoformat()
 
 
 def test_day_by_model_partitions_follow_registered_models() -> None:
