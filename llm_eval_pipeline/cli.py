@@ -40,6 +40,14 @@ from llm_eval_pipeline.core.schema import (
 from llm_eval_pipeline.settings import Settings, SettingsError, get_settings
 
 DEMO_DATASET_NAME = "demo_eval"
+# Each run starts its own Spark driver: two at a time suits a laptop.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 2
+"""
 # Dagster's step events go to the run's event log (the UI); the terminal gets INFO and up.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_TABLES: tuple[TableSpec, ...] = (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS)
@@ -87,7 +95,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     dagster_yaml = settings.dagster_home / "dagster.yaml"
     if not dagster_yaml.exists():
-        dagster_yaml.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+        dagster_yaml.write_text(DAGSTER_YAML, encoding="utf-8")
     return settings.dagster_home
 
 

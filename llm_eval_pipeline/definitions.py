@@ -11,7 +11,7 @@ from dagster import Definitions
 from llm_eval_pipeline.defs.assets import ALL_ASSETS
 from llm_eval_pipeline.defs.jobs import daily_ingest_job, daily_ingest_schedule, generation_job
 from llm_eval_pipeline.defs.resources import build_resources
-from llm_eval_pipeline.defs.sensors import new_model_sensor
+from llm_eval_pipeline.defs.sensors import automation_sensor, new_model_sensor
 from llm_eval_pipeline.settings import Settings, get_settings
 
 
@@ -20,7 +20,7 @@ def build_definitions(settings: Settings) -> Definitions:
         assets=ALL_ASSETS,
         jobs=[daily_ingest_job, generation_job],
         schedules=[daily_ingest_schedule],
-        sensors=[new_model_sensor],
+        sensors=[new_model_sensor, automation_sensor],
         resources=build_resources(settings),
     )
 

@@ -5,6 +5,8 @@ import json
 
 import pyarrow.compute as pc
 from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     MultiPartitionKey,
     RunRequest,
@@ -72,3 +74,13 @@ def new_model_sensor(
         dynamic_partitions_requests=[model_partitions.build_add_request(to_add)] if to_add else [],
         cursor=cursor,
     )
+
+
+automation_sensor = AutomationConditionSensorDefinition(
+    "follow_daily_ingest",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates the assets' automation conditions: once the daily schedule has "
+    "ingested a day, every registered model's day×model partitions of that day run.",
+)

@@ -1,0 +1,43 @@
+"""Shared helpers for the benchmark scripts: timing repetitions and the demo models."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_eval_pipeline.cli import demo_dataset_path
+from llm_eval_pipeline.demo.models import build_demo_models, demo_specs
+from llm_eval_pipeline.settings import get_settings
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def describe(self) -> str:
+        return f"{self.median:.3f}s (min {min(self.seconds):.3f}, max {max(self.seconds):.3f})"
+
+
+def repeat(fn: Callable[[], Any], repetitions: int) -> tuple[Timing, Any]:
+    """Run ``fn`` ``repetitions`` times; the timings and the last result."""
+    seconds, result = [], None
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        result = fn()
+        seconds.append(time.perf_counter() - start)
+    return Timing(seconds), result
+
+
+def demo_model_specs(models_dir: Path | None = None) -> dict[str, Any]:
+    """The demo model specs, building the models first if they are missing."""
+    models_dir = models_dir or get_settings().models_dir
+    build_demo_models(models_dir, Path(demo_dataset_path()), log=lambda _: None)
+    return {spec.name: spec for spec in demo_specs(models_dir)}
