@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -76,8 +77,8 @@ def main() -> None:
         if mismatches:
             raise SystemExit(f"{name}: {mismatches} outputs differ between the two sides")
         tokens = sum(n for _, n in reference)
-        loop_time, _ = repeat(lambda: one_at_a_time(backend, inputs, max_new), args.repetitions)
-        batch_time, _ = repeat(lambda: backend.generate(inputs), args.repetitions)
+        loop_time, _ = repeat(partial(one_at_a_time, backend, inputs, max_new), args.repetitions)
+        batch_time, _ = repeat(partial(backend.generate, inputs), args.repetitions)
         for side, timing in (("one at a time", loop_time), ("batched backend", batch_time)):
             rate = tokens / timing.median
             print(f"{name:<12} {side:<22} {timing.describe():<34} {tokens:>7} {rate:>9.0f}")
