@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import pyarrow as pa
 import yaml
 
 from llm_eval_pipeline.core.models import (
@@ -32,6 +33,7 @@ from llm_eval_pipeline.core.models import (
 )
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
+    EXAMPLE_METRICS,
     GENERATIONS,
     QUARANTINED_EXAMPLES,
     Col,
@@ -50,7 +52,13 @@ concurrency:
 """
 # Dagster's step events go to the run's event log (the UI); the terminal gets INFO and up.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-SUMMARY_TABLES: tuple[TableSpec, ...] = (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS)
+SUMMARY_TABLES: tuple[TableSpec, ...] = (
+    EVAL_EXAMPLES,
+    QUARANTINED_EXAMPLES,
+    GENERATIONS,
+    EXAMPLE_METRICS,
+)
+SUMMARY_METRICS = ("rougeL", "answer_correctness", "hallucination_index", "reference_perplexity")
 
 
 class CliError(Exception):
@@ -187,6 +195,34 @@ def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
             else:
                 shown = ", ".join(f"{r[Col.MODEL_ID]}: {r['count_all']} rows" for r in parts)
             print(f"      {day}  {shown or '-'}")
+    print_metric_summary(store, days)
+
+
+def print_metric_summary(store, days: Sequence[dt.date]) -> None:
+    """Per model over the days run: means, and the median for perplexity (a few
+    unlikely references dominate its mean)."""
+    import pyarrow.compute as pc
+
+    if store.version(EXAMPLE_METRICS) is None:
+        return
+    table = store.read_arrow(EXAMPLE_METRICS)
+    table = table.filter(pc.is_in(table.column(Col.EVAL_DATE), value_set=pa.array(days)))
+    if not table.num_rows:
+        return
+    header = "".join(f"{name:>22}" for name in SUMMARY_METRICS)
+    print(f"\nMetrics over {len(days)} days (perplexity: median){header}")
+    for model in sorted(set(table.column(Col.MODEL_ID).to_pylist())):
+        rows = table.filter(pc.equal(table.column(Col.MODEL_ID), model))
+        cells = []
+        for name in SUMMARY_METRICS:
+            values = rows.column(name).drop_null()
+            values = values.filter(pc.invert(pc.is_nan(values)))
+            if not len(values):
+                cells.append(f"{'-':>22}")
+                continue
+            stat = pc.approximate_median(values) if "perplexity" in name else pc.mean(values)
+            cells.append(f"{stat.as_py():>22.3f}")
+        print(f"  {model:<40}{''.join(cells)}")
 
 
 def build_demo(settings: Settings, force: bool = False) -> list[str]:

@@ -30,6 +30,11 @@ model registry file            ``LLM_EVAL_MODELS``      ``models_file``
 days a new model backfills     --                       ``backfill_days`` (7)
 row error rate that fails      --                       ``max_error_rate`` (0.5)
 Spark tasks for generation     --                       ``generation_partitions``
+metric groups                  --                       ``metric_groups`` (list)
+perplexity scorer model        --                       ``scorer_model``
+NLI model for hallucinations   --                       ``nli_model``
+judge endpoint                 --                       ``judge_base_url``, ``judge_model``,
+                                                        ``judge_api_key_env``
 ============================== ======================== =========================
 """
 
@@ -80,6 +85,12 @@ class Settings:
     backfill_days: int = 7
     max_error_rate: float = 0.5
     generation_partitions: int | None = None
+    metric_groups: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination")
+    scorer_model: str | None = None
+    nli_model: str | None = None
+    judge_base_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key_env: str | None = None
 
     @property
     def delta_dir(self) -> Path:
@@ -196,6 +207,15 @@ class Settings:
             backfill_days=int(pick(None, "backfill_days", 7)),
             max_error_rate=float(pick(None, "max_error_rate", 0.5)),
             generation_partitions=_as_int(pick(None, "generation_partitions")),
+            metric_groups=tuple(
+                config.get("metric_groups")
+                or ("rouge", "correctness", "perplexity", "hallucination")
+            ),
+            scorer_model=config.get("scorer_model"),
+            nli_model=config.get("nli_model"),
+            judge_base_url=config.get("judge_base_url"),
+            judge_model=config.get("judge_model"),
+            judge_api_key_env=config.get("judge_api_key_env"),
         )
 
 

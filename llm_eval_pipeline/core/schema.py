@@ -189,6 +189,64 @@ GENERATIONS = TableSpec(
     },
 )
 
+ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
+    "rouge": tuple(f"{t}{s}" for t in ROUGE_TYPES for s in ("", "_precision", "_recall")),
+    "correctness": (
+        "exact_match",
+        "token_f1",
+        "reference_token_recall",
+        "semantic_similarity",
+        "answer_correctness",
+    ),
+    "judge": ("judge_correctness",),
+    "perplexity": ("reference_perplexity", "output_perplexity", "reference_bits_per_byte"),
+    "hallucination": (
+        "hallucination_index",
+        "unsupported_fact_share",
+        "unsupported_content_share",
+        "unsupported_answer_share",
+        "contradiction",
+        "nli_contradiction",
+    ),
+}
+"""Metric columns by group; every one is a float64, null where it cannot be computed (the
+reason is in ``metric_notes``)."""
+
+ALL_METRIC_COLUMNS: tuple[str, ...] = tuple(c for cols in METRIC_COLUMNS.values() for c in cols)
+METRIC_NOTES = "metric_notes"
+METRIC_CONFIG_HASH = "metric_config_hash"
+
+EXAMPLE_METRICS = TableSpec(
+    name="example_metrics",
+    schema=pa.schema(
+        [
+            (Col.EXAMPLE_ID, pa.string()),
+            *((name, pa.float64()) for name in ALL_METRIC_COLUMNS),
+            (METRIC_NOTES, _STRING_MAP),
+            (METRIC_CONFIG_HASH, pa.string()),
+            (Col.GENERATION_CONFIG_HASH, pa.string()),
+            (Col.EVAL_DATE, pa.date32()),
+            (Col.MODEL_ID, pa.string()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE, Col.MODEL_ID),
+    description="Every metric for every generated output, per day and model.",
+    column_docs={
+        Col.EXAMPLE_ID: "The example (eval_examples.example_id).",
+        **{
+            name: f"{group} metric (see core/metrics)"
+            for group, cols in METRIC_COLUMNS.items()
+            for name in cols
+        },
+        METRIC_NOTES: "Why a metric group is null for this row, by group.",
+        METRIC_CONFIG_HASH: "Hash of the metric configuration.",
+        Col.GENERATION_CONFIG_HASH: "The generation config the output came from.",
+        Col.EVAL_DATE: "The day partition.",
+        Col.MODEL_ID: "The model partition.",
+    },
+)
+
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS)
+    t.name: t for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS, EXAMPLE_METRICS)
 }

@@ -7,6 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from dagster_pyspark import PySparkResource
 
+from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, JudgeConfig, MetricConfig
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.settings import Settings
@@ -52,6 +53,36 @@ class ModelsResource(ConfigurableResource):
         return ModelRegistry(Path(self.registry_path))
 
 
+class MetricsResource(ConfigurableResource):
+    """Which metric groups run and the optional models they use (see
+    ``core.metrics.config.MetricConfig``)."""
+
+    groups: list[str] = list(DEFAULT_GROUPS)
+    scorer_model: str | None = None
+    nli_model: str | None = None
+    partitions: int | None = None
+    judge_base_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key_env: str | None = None
+    judge_cache_dir: str | None = None
+
+    def config(self) -> MetricConfig:
+        judge = None
+        if self.judge_base_url and self.judge_model:
+            judge = JudgeConfig(
+                self.judge_base_url,
+                self.judge_model,
+                self.judge_api_key_env,
+                self.judge_cache_dir,
+            )
+        return MetricConfig(
+            groups=tuple(self.groups),
+            scorer_model=self.scorer_model,
+            nli_model=self.nli_model,
+            judge=judge,
+        )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources every asset uses, for one settings object."""
     use_this_python_for_workers(settings)
@@ -71,5 +102,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             max_error_rate=settings.max_error_rate,
             partitions=settings.generation_partitions,
             backfill_days=settings.backfill_days,
+        ),
+        "metrics": MetricsResource(
+            groups=list(settings.metric_groups),
+            scorer_model=settings.scorer_model,
+            nli_model=settings.nli_model,
+            partitions=settings.generation_partitions,
+            judge_base_url=settings.judge_base_url,
+            judge_model=settings.judge_model,
+            judge_api_key_env=settings.judge_api_key_env,
+            judge_cache_dir=str(settings.home / "judge_cache"),
         ),
     }

@@ -20,8 +20,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from llm_eval_pipeline.core.backends.base import GenerationInput
+from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.models import ModelSpec
-from llm_eval_pipeline.core.schema import GENERATIONS, Col
+from llm_eval_pipeline.core.schema import (
+    ALL_METRIC_COLUMNS,
+    EXAMPLE_METRICS,
+    GENERATIONS,
+    METRIC_CONFIG_HASH,
+    Col,
+)
+from llm_eval_pipeline.core.scoring import ScoringContext, score_batch
 from llm_eval_pipeline.spark import model_cache
 
 
@@ -67,6 +75,13 @@ class TaskStats:
     @property
     def busy_seconds(self) -> float:
         return sum(e["seconds"] for e in self.events)
+
+    def seconds_per_group(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for event in self.events:
+            for group, seconds in event.get("timings", {}).items():
+                totals[group] = totals.get(group, 0.0) + seconds
+        return totals
 
     def loads_per_worker(self) -> dict[int, int]:
         loads: dict[int, int] = {}
@@ -156,5 +171,89 @@ def generate_outputs(
         examples.select(*columns)
         .repartition(partitions)
         .mapInPandas(run, from_arrow_schema(GENERATIONS.schema))
+    )
+    return frame, events
+
+
+def perplexity_context(spec: ModelSpec, config: MetricConfig, device: str) -> ScoringContext:
+    """The scoring context for ``spec``: its own model from the worker's cache when it is
+    a transformers model, else the configured scorer model, else a note."""
+    from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer
+
+    context = ScoringContext()
+    if not config.enabled("perplexity"):
+        return context
+    scorer_spec = spec
+    if spec.backend != "transformers":
+        if not config.scorer_model:
+            context.perplexity_note = (
+                f"the {spec.backend} backend gives no token probabilities here; set "
+                "scorer_model to score its outputs with a local model"
+            )
+            return context
+        scorer_spec = ModelSpec(
+            f"{spec.name}-scorer", "transformers", {"path": config.scorer_model}, spec.generation
+        )
+    backend = model_cache.get_backend(scorer_spec, device).backend
+    context.perplexity = PerplexityScorer(
+        backend.model,  # type: ignore[attr-defined]
+        backend.tokenizer,  # type: ignore[attr-defined]
+        spec.generation.render,
+        device=backend.device,
+        batch_size=config.perplexity_batch_size,
+        stride=config.perplexity_stride,
+    )
+    return context
+
+
+def score_outputs(
+    joined: DataFrame,
+    spec: ModelSpec,
+    config: MetricConfig,
+    partitions: int | None = None,
+) -> tuple[DataFrame, Accumulator]:
+    """``score_batch`` over generations joined with their examples, as a lazy DataFrame
+    in the ``example_metrics`` schema, and the accumulator its tasks report to (with the
+    seconds spent per metric group)."""
+    spark = joined.sparkSession
+    sc = spark.sparkContext
+    partitions = partitions or sc.defaultParallelism
+    threads = max(1, (os.cpu_count() or 1) // max(1, sc.defaultParallelism))
+    events = sc.accumulator([], EventListParam())
+    config_hash = config.hash
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        started = time.perf_counter()
+        device = task_device(TaskContext.get())
+        if device == "cpu":
+            _set_torch_threads(threads)
+        context = perplexity_context(spec, config, device)
+        rows = 0
+        for batch in batches:
+            scored = score_batch(batch, config, context)
+            for column in ALL_METRIC_COLUMNS:
+                if column not in scored:
+                    scored[column] = float("nan")
+            scored[METRIC_CONFIG_HASH] = config_hash
+            scored[Col.GENERATION_CONFIG_HASH] = batch[Col.GENERATION_CONFIG_HASH].to_numpy()
+            scored[Col.EVAL_DATE] = batch[Col.EVAL_DATE].to_numpy()
+            scored[Col.MODEL_ID] = batch[Col.MODEL_ID].to_numpy()
+            rows += len(scored)
+            yield scored[EXAMPLE_METRICS.columns]
+        events.add(
+            [
+                {
+                    "pid": os.getpid(),
+                    "device": device,
+                    "load_seconds": None,
+                    "rows": rows,
+                    "seconds": time.perf_counter() - started,
+                    "timings": dict(context.timings),
+                }
+            ]
+        )
+
+    frame = joined.repartition(partitions).mapInPandas(
+        run, from_arrow_schema(EXAMPLE_METRICS.schema)
     )
     return frame, events

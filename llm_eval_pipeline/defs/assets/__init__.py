@@ -2,5 +2,6 @@
 
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
+from llm_eval_pipeline.defs.assets.metrics import example_metrics
 
-ALL_ASSETS = [ingest_examples, generations]
+ALL_ASSETS = [ingest_examples, generations, example_metrics]

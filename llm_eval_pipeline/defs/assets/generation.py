@@ -14,7 +14,7 @@ from dagster import (
 )
 from dagster_pyspark import PySparkResource
 
-from llm_eval_pipeline.core.models import ModelSpecError
+from llm_eval_pipeline.core.models import ModelSpec, ModelSpecError
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY
 from llm_eval_pipeline.defs.automation import after_upstream_updates
@@ -31,6 +31,16 @@ SAMPLE_COLUMNS = [Col.EXAMPLE_ID, Col.OUTPUT, Col.OUTPUT_TOKENS, Col.FINISH_REAS
 def partition_of(context: AssetExecutionContext) -> tuple[dt.date, str]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     return dt.date.fromisoformat(keys[Col.EVAL_DATE]), keys[Col.MODEL_ID]
+
+
+def registered_spec(models: ModelsResource, model_id: str) -> ModelSpec:
+    try:
+        return models.registry().get(model_id)
+    except ModelSpecError as exc:
+        raise Failure(
+            description=f"{exc}; register it with `llm-eval models add` (a removed model "
+            "keeps its history but is not evaluated again)"
+        ) from exc
 
 
 @asset(
@@ -56,13 +66,7 @@ def generations(
 ) -> MaterializeResult:
     """Generate one day×model partition and replace it in Delta."""
     day, model_id = partition_of(context)
-    try:
-        spec = models.registry().get(model_id)
-    except ModelSpecError as exc:
-        raise Failure(
-            description=f"{exc}; register it with `llm-eval models add` (a removed model "
-            "keeps its history but is not generated again)"
-        ) from exc
+    spec = registered_spec(models, model_id)
 
     store = delta.store()
     examples = store.read(spark.spark_session, EVAL_EXAMPLES, {Col.EVAL_DATE: day})

@@ -1,0 +1,77 @@
+"""Which metrics run and with what settings; hashed into ``metric_config_hash``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GROUPS: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination", "judge")
+DEFAULT_GROUPS: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """An OpenAI-compatible judge endpoint for ``judge_correctness`` (off by default)."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    cache_dir: str | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 3
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    rouge_use_stemmer: bool = True
+    rouge_split_sentences: bool = False
+    correctness_weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "reference_token_recall": 0.6,
+            "token_f1": 0.2,
+            "semantic_similarity": 0.2,
+        }
+    )
+    embedding_model: str | None = None  # a SentenceTransformer path; None: all-MiniLM-L6-v2
+    embedding_batch_size: int = 64
+    perplexity_batch_size: int = 8
+    perplexity_stride: int | None = None  # None: half the model's context
+    scorer_model: str | None = None  # transformers path to score models without their own
+    hallucination_weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "unsupported_fact_share": 0.4,
+            "unsupported_content_share": 0.2,
+            "unsupported_answer_share": 0.3,
+            "contradiction": 0.4,
+            "nli_contradiction": 0.3,
+        }
+    )
+    correctness_penalty: float = 1.0
+    nli_model: str | None = None
+    judge: JudgeConfig | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.groups) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"unknown metric groups {sorted(unknown)} (choose from {GROUPS})")
+        if "judge" in self.groups and self.judge is None:
+            raise ValueError("the judge group needs a judge endpoint (JudgeConfig)")
+
+    def enabled(self, group: str) -> bool:
+        return group in self.groups
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["groups"] = list(self.groups)
+        return data
+
+    @property
+    def hash(self) -> str:
+        """First 16 hex digits of the SHA-256 of the configuration."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,107 @@
+"""Answer correctness: SQuAD exact match and token F1, reference token recall, semantic
+similarity and their combination ``answer_correctness``.
+
+``semantic_similarity`` is the cosine similarity of all-MiniLM-L6-v2 sentence embeddings
+of the prediction and a reference (Reimers & Gurevych 2019), max over references, in
+[-1, 1].
+
+``reference_token_recall`` is the share of the reference's content words (Porter-stemmed,
+stopwords removed, number words and thousands separators normalised) present in the
+prediction, max over references.
+
+``answer_correctness`` in [0, 1] is
+
+    max(exact_match, sum_i w_i * c_i / sum_i w_i) * (1 - p * min(1, fabrication))
+
+over the components ``reference_token_recall`` (is the reference's answer in the
+prediction?), ``token_f1`` (how much else the prediction says) and
+``max(0, semantic_similarity)`` (does it mean the same?), with weights 0.6 / 0.2 / 0.2 by
+default (``MetricConfig.correctness_weights``), where ``fabrication`` =
+``unsupported_fact_share + contradiction + 0.5 * unsupported_content_share`` (see
+``hallucination``) and ``p`` = ``MetricConfig.correctness_penalty`` (1.0). Recall
+carries most weight so that a correct long-form answer to a short reference ("The capital
+of France is Paris." vs "Paris") scores high, while a fluent wrong answer shares no
+reference token and scores low; an answer that states the reference but adds facts the
+evidence does not hold is marked down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from llm_eval_pipeline.core.metrics.embeddings import embed
+from llm_eval_pipeline.core.metrics.hallucination import (
+    hallucination_components,
+    reference_recall,
+)
+from llm_eval_pipeline.core.metrics.squad import best_over_references, exact_match, token_f1
+from llm_eval_pipeline.core.schema import METRIC_COLUMNS
+
+
+def semantic_similarity(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    model_path: str | None = None,
+    batch_size: int = 64,
+) -> list[float]:
+    """Max cosine similarity of each prediction to its references; each distinct text is
+    embedded once."""
+    texts = list(dict.fromkeys([*predictions, *(r for refs in references for r in refs)]))
+    index = {text: i for i, text in enumerate(texts)}
+    vectors = embed(texts, model_path, batch_size)
+    scores = []
+    for prediction, refs in zip(predictions, references, strict=True):
+        p = vectors[index[prediction]]
+        sims = [float(np.dot(p, vectors[index[r]])) for r in refs]
+        scores.append(max(sims))
+    return scores
+
+
+def combine(components: Mapping[str, float], exact: float, weights: Mapping[str, float]) -> float:
+    total = sum(weights.values())
+    values = {**components, "semantic_similarity": max(0.0, components["semantic_similarity"])}
+    weighted = sum(w * values[name] for name, w in weights.items()) / total if total else 0.0
+    return float(min(1.0, max(exact, weighted)))
+
+
+def fabrication(components: Mapping[str, float | None]) -> float:
+    return min(
+        1.0,
+        (components["unsupported_fact_share"] or 0.0)
+        + (components["contradiction"] or 0.0)
+        + 0.5 * (components["unsupported_content_share"] or 0.0),
+    )
+
+
+def correctness_scores(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    prompts: Sequence[str],
+    contexts: Sequence[str | None],
+    weights: Mapping[str, float],
+    penalty: float = 1.0,
+    model_path: str | None = None,
+    batch_size: int = 64,
+) -> dict[str, list[float]]:
+    """All correctness columns for rows that have a prediction and references."""
+    unknown = set(weights) - {"reference_token_recall", "token_f1", "semantic_similarity"}
+    if unknown:
+        raise ValueError(f"unknown answer_correctness weights {sorted(unknown)}")
+    out: dict[str, list[float]] = {name: [] for name in METRIC_COLUMNS["correctness"]}
+    sims = semantic_similarity(predictions, references, model_path, batch_size)
+    rows = zip(predictions, references, prompts, contexts, sims, strict=True)
+    for prediction, refs, prompt, context, sim in rows:
+        components = {
+            "reference_token_recall": reference_recall(prediction, refs),
+            "token_f1": best_over_references(token_f1, prediction, refs),
+            "semantic_similarity": sim,
+        }
+        em = best_over_references(exact_match, prediction, refs)
+        out["exact_match"].append(em)
+        for name, value in components.items():
+            out[name].append(value)
+        made_up = fabrication(hallucination_components(prediction, prompt, context, refs))
+        out["answer_correctness"].append(combine(components, em, weights) * (1 - penalty * made_up))
+    return out

@@ -1,0 +1,555 @@
+"""Hallucination index: how much of an output the evidence does not support.
+
+Evidence is the prompt, the context and the references of the example. The index, in
+[0, 1] (higher = more fabricated content), is the weighted mean of the components that
+can be computed (weights in ``MetricConfig.hallucination_weights``):
+
+``unsupported_fact_share``
+    Facts are the numbers (thousands separators dropped, so "1,440" = "1440"; number words
+    read as digits, so "twelve" = "12") and the capitalised non-stopwords (names, places,
+    months) of the output that the prompt does not already hold. Share of them the
+    evidence does not contain (names compared stemmed, lower-cased); 0.0 when none.
+``unsupported_content_share``
+    Each output sentence is aligned with the evidence sentence (of the context, or a
+    reference) sharing most word stems with it. Share of the output's content words
+    (lower-cased, stopwords removed, Porter-stemmed) found neither in its aligned sentence
+    nor in the prompt or references: support is local, so words that occur elsewhere in
+    the passage but in another relation do not count as support.
+``unsupported_answer_share``
+    1 - the recall of the best reference's content words in the output (see
+    ``reference_token_recall``); only for examples with references. An output that
+    answers with something other than the reference states an unsupported answer.
+``contradiction``
+    1.0 when an unsupported output word is the antonym of a word of the evidence
+    ("larger" where the passage says "smaller"), from a fixed list of common antonyms.
+``nli_contradiction`` (only when ``MetricConfig.nli_model`` is set)
+    The probability of the contradiction (or hallucination) label of a local
+    sequence-classification model given premise = evidence, hypothesis = output.
+
+The components follow the entity/number overlap and unigram support checks used for
+factual consistency in summarisation (e.g. Nan et al. 2021, "Entity-level Factual
+Consistency of Abstractive Text Summarization"), sentence-level alignment as in SummaC
+(Laban et al. 2022), and NLI-based consistency (SummaC; Vectara's HHEM). A missing output
+has no index; an empty one states nothing and scores 0.0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from llm_eval_pipeline.core.metrics.rouge import split_sentences
+from llm_eval_pipeline.core.schema import METRIC_COLUMNS
+
+INDEX, *COMPONENTS = METRIC_COLUMNS["hallucination"]
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "nor",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "one",
+        "ones",
+        "known",
+        "called",
+        "named",
+        "many",
+        "much",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "per",
+        "via",
+        "each",
+        "every",
+    ]
+)
+NEGATIONS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "none",
+        "nobody",
+        "nothing",
+        "neither",
+        "nor",
+        "cannot",
+        "without",
+        "n't",
+    }
+)
+_UNITS = {
+    w: i
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ]
+    )
+}
+_TENS = {
+    w: 10 * i
+    for i, w in enumerate(
+        ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+    )
+    if w != "_"
+}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d[\d,]*(?:\.\d+)?")
+
+
+@cache
+def _stemmer():
+    from nltk.stem.porter import PorterStemmer
+
+    return PorterStemmer()
+
+
+def _stem(word: str) -> str:
+    return _stemmer().stem(word.lower().replace("’", "'").strip("'-"))
+
+
+def _words_to_numbers(text: str) -> str:
+    """Rewrite runs of number words as digits ("one hundred twenty" -> "120")."""
+    tokens = re.split(r"(\s+|-)", text)
+    out: list[str] = []
+    total, current, in_number = 0, 0, False
+    pending_sep: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        nonlocal total, current, in_number
+        if in_number:
+            # a lone "one" is usually a pronoun ("no one", "one of them"), not a count
+            lone_one = len(run) == 1 and run[0].lower().strip(".,;:!?") == "one"
+            out.append(run[0].rstrip(".,;:!?") if lone_one else str(total + current))
+        total, current, in_number = 0, 0, False
+        run.clear()
+
+    for token in tokens:
+        word = token.lower().strip(".,;:!?")
+        if word in _UNITS or word in _TENS or (word in _SCALES and in_number):
+            if word in _UNITS:
+                current += _UNITS[word]
+            elif word in _TENS:
+                current += _TENS[word]
+            else:
+                scale = _SCALES[word]
+                if scale == 100:
+                    current *= 100
+                else:
+                    total += current * scale
+                    current = 0
+            in_number = True
+            run.append(token)
+            pending_sep = []
+            trailing = token[len(token.rstrip(".,;:!?")) :]
+            if trailing:
+                flush()
+                out.append(trailing)
+            continue
+        if in_number and (token.isspace() or token == "-" or word == "and"):
+            pending_sep.append(token)
+            continue
+        flush()
+        out.extend(pending_sep)
+        pending_sep = []
+        out.append(token)
+    flush()
+    out.extend(pending_sep)
+    return "".join(out)
+
+
+def _numbers(text: str) -> set[str]:
+    return {
+        m.replace(",", "").rstrip("0").rstrip(".") if "." in m else m.replace(",", "")
+        for m in _NUMBER.findall(_words_to_numbers(text))
+    }
+
+
+def _names(text: str) -> set[str]:
+    return {
+        _stem(w)
+        for w in _WORD.findall(text)
+        if w[0].isupper()
+        and w.lower() not in STOPWORDS
+        and w.lower() not in _UNITS
+        and w.lower() not in NEGATIONS
+    }
+
+
+def _content_stems(text: str) -> set[str]:
+    return {
+        _stem(w)
+        for w in _WORD.findall(_words_to_numbers(text))
+        if not w[0].isdigit()
+        and w.lower() not in STOPWORDS
+        and w.lower() not in NEGATIONS
+        and len(w) > 1
+    }
+
+
+ANTONYMS: tuple[tuple[str, str], ...] = (
+    ("larger", "smaller"),
+    ("bigger", "smaller"),
+    ("largest", "smallest"),
+    ("biggest", "smallest"),
+    ("longer", "shorter"),
+    ("longest", "shortest"),
+    ("long", "short"),
+    ("more", "less"),
+    ("more", "fewer"),
+    ("most", "least"),
+    ("higher", "lower"),
+    ("highest", "lowest"),
+    ("high", "low"),
+    ("hot", "cold"),
+    ("hotter", "colder"),
+    ("warmer", "colder"),
+    ("heavier", "lighter"),
+    ("denser", "less"),
+    ("north", "south"),
+    ("east", "west"),
+    ("before", "after"),
+    ("first", "last"),
+    ("increase", "decrease"),
+    ("rise", "fall"),
+    ("above", "below"),
+    ("inside", "outside"),
+    ("fast", "slow"),
+    ("faster", "slower"),
+    ("absorb", "reflect"),
+    ("older", "younger"),
+    ("oldest", "youngest"),
+    ("early", "late"),
+    ("earlier", "later"),
+    ("always", "never"),
+    ("true", "false"),
+    ("wet", "dry"),
+    ("strong", "weak"),
+    ("hard", "soft"),
+    ("harder", "softer"),
+    ("hardest", "softest"),
+    ("open", "closed"),
+    ("gain", "lose"),
+    ("left", "right"),
+    ("top", "bottom"),
+    ("inner", "outer"),
+    ("maximum", "minimum"),
+    ("positive", "negative"),
+    ("same", "different"),
+    ("deep", "shallow"),
+    ("deeper", "shallower"),
+    ("wide", "narrow"),
+    ("thick", "thin"),
+    ("light", "dark"),
+)
+
+
+@cache
+def _antonyms() -> dict[str, frozenset[str]]:
+    pairs: dict[str, set[str]] = {}
+    for a, b in ANTONYMS:
+        pairs.setdefault(_stem(a), set()).add(_stem(b))
+        pairs.setdefault(_stem(b), set()).add(_stem(a))
+    return {k: frozenset(v) for k, v in pairs.items()}
+
+
+def _all_stems(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(_words_to_numbers(text).replace(",", ""))}
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in split_sentences(text).split("\n") if s.strip()]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the evidence holds: its words and numbers, its sentences' stems, and what
+    the prompt alone holds (repeating the question's own words is no claim)."""
+
+    numbers: set[str]
+    words: set[str]
+    sentence_stems: list[set[str]]
+    prompt_numbers: set[str]
+    prompt_words: set[str]
+    reference_words: set[str]
+
+    @classmethod
+    def of(cls, prompt: str, context: str | None, references: Sequence[str]) -> Evidence:
+        joined = "\n".join([prompt, context or "", *references])
+        sentences = [*_sentences(context or ""), *references]
+        return cls(
+            numbers=_numbers(joined),
+            words=_all_stems(joined),
+            sentence_stems=[_all_stems(s) for s in sentences],
+            prompt_numbers=_numbers(prompt),
+            prompt_words=_all_stems(prompt),
+            reference_words=set().union(*(_all_stems(r) for r in references)),
+        )
+
+
+def fact_share(output: str, evidence: Evidence) -> float:
+    numbers = _numbers(output) - evidence.prompt_numbers
+    names = _names(output) - evidence.prompt_words
+    if not numbers and not names:
+        return 0.0
+    unsupported = len(numbers - evidence.numbers) + len(names - evidence.words)
+    return unsupported / (len(numbers) + len(names))
+
+
+def content_support(output: str, evidence: Evidence) -> tuple[float, float]:
+    """(unsupported content share, contradiction) of ``output``, by local alignment."""
+    total, unsupported, contradiction = 0, 0, 0.0
+    antonyms = _antonyms()
+    for sentence in _sentences(output):
+        stems = _content_stems(sentence)
+        if not stems:
+            continue
+        aligned = max(evidence.sentence_stems, key=lambda s: len(stems & s), default=set())
+        supported = aligned | evidence.prompt_words | evidence.reference_words
+        missing = stems - supported
+        total += len(stems)
+        unsupported += len(missing)
+        if any(antonyms.get(word, frozenset()) & (aligned | evidence.words) for word in missing):
+            contradiction = 1.0
+    return (unsupported / total if total else 0.0), contradiction
+
+
+def reference_recall(output: str, references: Sequence[str]) -> float:
+    """Share of a reference's content words (stemmed, numbers normalised; all its words
+    when it has no content word) found in ``output``; max over references."""
+    output_stems = _all_stems(output)
+    best = 0.0
+    for reference in references:
+        words = [w for w in _WORD.findall(_words_to_numbers(reference).replace(",", ""))]
+        stems = [_stem(w) for w in words if w.lower() not in STOPWORDS] or [_stem(w) for w in words]
+        if stems:
+            best = max(best, sum(s in output_stems for s in stems) / len(stems))
+    return best
+
+
+def combine(components: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
+    present = {k: v for k, v in components.items() if v is not None and weights.get(k, 0) > 0}
+    total = sum(weights[k] for k in present)
+    return float(sum(weights[k] * v for k, v in present.items()) / total) if total else 0.0
+
+
+def hallucination_components(
+    output: str, prompt: str, context: str | None, references: Sequence[str]
+) -> dict[str, float | None]:
+    evidence = Evidence.of(prompt, context, references)
+    content, contradiction = content_support(output, evidence)
+    return {
+        "unsupported_fact_share": fact_share(output, evidence),
+        "unsupported_content_share": content,
+        "unsupported_answer_share": 1.0 - reference_recall(output, references)
+        if references
+        else None,
+        "contradiction": contradiction,
+    }
+
+
+def hallucination_scores(
+    outputs: Sequence[str],
+    prompts: Sequence[str],
+    contexts: Sequence[str | None],
+    references: Sequence[Sequence[str]],
+    weights: Mapping[str, float],
+    nli: NliScorer | None = None,
+) -> dict[str, list[float | None]]:
+    """The index and its components for each output."""
+    contradiction_p: list[float | None] = [None] * len(outputs)
+    if nli is not None:
+        premises = ["\n".join([c or "", *r]) for c, r in zip(contexts, references, strict=True)]
+        contradiction_p = list(nli.contradiction(premises, outputs))
+    out: dict[str, list[float | None]] = {n: [] for n in METRIC_COLUMNS["hallucination"]}
+    for output, prompt, context, refs, nli_p in zip(
+        outputs, prompts, contexts, references, contradiction_p, strict=True
+    ):
+        components = {
+            **hallucination_components(output, prompt, context, refs),
+            "nli_contradiction": nli_p,
+        }
+        for name, value in components.items():
+            out[name].append(value)
+        out[INDEX].append(combine(components, weights))
+    return out
+
+
+class NliScorer:
+    """A local sequence-classification model (NLI or HHEM-style) whose contradiction or
+    hallucination label probability joins the index."""
+
+    def __init__(self, path: str, device: str = "cpu", batch_size: int = 16) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.device, self.batch_size = device, batch_size
+        labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
+        match = [i for name, i in labels.items() if "contradict" in name or "halluc" in name]
+        if not match:
+            raise ValueError(f"{path}: no contradiction or hallucination label in {sorted(labels)}")
+        self.label = match[0]
+
+    def contradiction(self, premises: Sequence[str], hypotheses: Sequence[str]) -> list[float]:
+        import torch
+
+        probabilities: list[float] = []
+        for start in range(0, len(premises), self.batch_size):
+            encoded = self.tokenizer(
+                list(premises[start : start + self.batch_size]),
+                list(hypotheses[start : start + self.batch_size]),
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**encoded).logits
+            probabilities.extend(torch.softmax(logits, dim=-1)[:, self.label].tolist())
+        return probabilities
