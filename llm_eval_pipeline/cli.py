@@ -3,6 +3,7 @@
 llm-eval demo [--days N]
 llm-eval demo-models [--force]
 llm-eval models add NAME --backend B [options] | list | remove NAME
+llm-eval score INPUT --output OUT [--metrics GROUPS] [--model NAME_OR_PATH]
 
 llm-eval demo [--days N]
 llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
@@ -364,6 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     remove = models_commands.add_parser("remove", help="unregister a model (history is kept)")
     remove.add_argument("name")
 
+    score = commands.add_parser("score", help="score a file of predictions and references")
+    score.add_argument("input", help="JSONL, CSV or Parquet with prediction and reference(s)")
+    score.add_argument("--output", required=True, help="OUT.jsonl | OUT.csv | OUT.parquet")
+    score.add_argument(
+        "--metrics", help="comma-separated: rouge,correctness,perplexity,hallucination"
+    )
+    score.add_argument("--model", help="registered model or model folder, for perplexity")
+
     ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     return parser
@@ -377,6 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return start_ui(settings, args.port)
         if args.command == "models":
             return models_command(settings, args)
+        if args.command == "score":
+            from llm_eval_pipeline.score_file import score_file
+
+            groups = [g.strip() for g in args.metrics.split(",")] if args.metrics else None
+            registry = ModelRegistry(settings.models_yaml)
+            score_file(Path(args.input), Path(args.output), groups, args.model, registry)
+            return 0
         if args.command == "demo-models":
             build_demo(settings, args.force)
             return 0
@@ -396,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 days=date_range(args.start or end, end, settings), models=args.models
             )
         return run_pipeline(settings, request)
-    except (CliError, SettingsError, ModelSpecError) as exc:
+    except (CliError, SettingsError, ModelSpecError, ValueError) as exc:
         print(f"llm-eval: {exc}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,172 @@
+"""``llm-eval score``: the metrics of a file of predictions, with the same ``score_batch``
+the pipeline runs on Spark."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llm_eval_pipeline.core.aggregate import bootstrap_ci
+from llm_eval_pipeline.core.metrics.config import GROUPS, MetricConfig
+from llm_eval_pipeline.core.models import ModelRegistry, ModelSpec, ModelSpecError
+from llm_eval_pipeline.core.schema import METRIC_NOTES, Col
+from llm_eval_pipeline.core.scoring import ScoringContext, output_columns, score_batch
+
+PREDICTION = "prediction"
+CHUNK_ROWS = 256
+READERS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+class ScoreFileError(ValueError):
+    """A problem with the input or output file, naming it."""
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise ScoreFileError(f"{path}: unknown format (use {', '.join(READERS)})")
+    if not path.exists():
+        raise ScoreFileError(f"{path}: file not found")
+    try:
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        if kind == "csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as exc:
+        raise ScoreFileError(f"{path}: cannot read: {exc}") from exc
+
+
+def _references(value: object) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            try:
+                parsed = json.loads(value)
+                if isinstance(parsed, list):
+                    return [str(v) for v in parsed]
+            except json.JSONDecodeError:
+                pass
+        return [value] if value else []
+    return [str(v) for v in value]  # type: ignore[union-attr]
+
+
+def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The scoring batch columns from a user's file, or an error naming what is missing."""
+    if PREDICTION not in frame.columns:
+        raise ScoreFileError(f"{path}: no '{PREDICTION}' column (found {list(frame.columns)})")
+    ref_column = next((c for c in ("references", "reference") if c in frame.columns), None)
+    if ref_column is None:
+        raise ScoreFileError(
+            f"{path}: no 'reference' or 'references' column (found {list(frame.columns)})"
+        )
+    n = len(frame)
+    return pd.DataFrame(
+        {
+            Col.EXAMPLE_ID: [str(i) for i in range(n)],
+            Col.PROMPT: frame[Col.PROMPT].fillna("").astype(str) if Col.PROMPT in frame else "",
+            Col.CONTEXT: frame.get(Col.CONTEXT, None),
+            Col.REFERENCES: [_references(v) for v in frame[ref_column]],
+            Col.OUTPUT: [
+                None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                for v in frame[PREDICTION]
+            ],
+        }
+    )
+
+
+def model_spec(name_or_path: str, registry: ModelRegistry) -> ModelSpec:
+    try:
+        return registry.get(name_or_path)
+    except ModelSpecError:
+        pass
+    if not Path(name_or_path).exists():
+        raise ScoreFileError(f"--model {name_or_path!r} is neither a registered model nor a path")
+    return ModelSpec("scorer", "transformers", {"path": str(Path(name_or_path).resolve())})
+
+
+def score_file(
+    input_path: Path,
+    output_path: Path,
+    groups: list[str] | None,
+    model: str | None,
+    registry: ModelRegistry,
+) -> pd.DataFrame:
+    """Score ``input_path`` into ``output_path``; print the summary; return the scores."""
+    from tqdm import tqdm
+
+    if output_path.suffix.lower() not in READERS:
+        raise ScoreFileError(f"{output_path}: unknown output format (use {', '.join(READERS)})")
+    frame = read_table(input_path)
+    batch = to_batch(frame, input_path)
+    chosen = groups or [g for g in ("rouge", "correctness", "hallucination") if g in GROUPS]
+    if groups is None and model:
+        chosen.append("perplexity")
+    unknown = set(chosen) - set(GROUPS)
+    if unknown:
+        raise ScoreFileError(f"--metrics: unknown groups {sorted(unknown)} (from {GROUPS})")
+    if "perplexity" in chosen and not model:
+        raise ScoreFileError("--metrics perplexity needs --model NAME_OR_PATH")
+    if "judge" in chosen:
+        raise ScoreFileError("the judge group runs in the pipeline (judge_* in config.yaml)")
+    config = MetricConfig(groups=tuple(chosen))
+    context = ScoringContext()
+    if model and "perplexity" in chosen:
+        from llm_eval_pipeline.core.backends import load_backend
+        from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer
+
+        spec = model_spec(model, registry)
+        backend = load_backend(spec)
+        context.perplexity = PerplexityScorer(
+            backend.model,
+            backend.tokenizer,
+            spec.generation.render,  # type: ignore[attr-defined]
+        )
+    parts = []
+    chunks = range(0, len(batch), CHUNK_ROWS)
+    for start in tqdm(
+        chunks, desc="scoring", unit="chunk", disable=len(chunks) < 4, file=sys.stderr
+    ):
+        parts.append(score_batch(batch.iloc[start : start + CHUNK_ROWS], config, context))
+    scores = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=[Col.EXAMPLE_ID, *output_columns(config), METRIC_NOTES])
+    )
+    result = frame.reset_index(drop=True).copy()
+    for column in output_columns(config):
+        result[column] = scores[column].to_numpy()
+    result[METRIC_NOTES] = [json.dumps(n, sort_keys=True) for n in scores[METRIC_NOTES]]
+    write_table(result, output_path)
+    print_summary(result, output_columns(config), output_path)
+    return result
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    kind = READERS[path.suffix.lower()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif kind == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+def print_summary(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
+    print(f"Scored {len(frame)} rows into {path}")
+    print(f"  {'metric':<28}{'mean':>10}{'95% CI':>24}{'rows':>8}")
+    for column in columns:
+        values = frame[column].to_numpy(dtype="float64")
+        valid = values[~np.isnan(values)]
+        if not valid.size:
+            print(f"  {column:<28}{'-':>10}{'':>24}{0:>8}")
+            continue
+        low, high = bootstrap_ci(valid)
+        interval = f"[{low:.4g}, {high:.4g}]"
+        print(f"  {column:<28}{valid.mean():>10.4g}{interval:>24}{valid.size:>8}")
