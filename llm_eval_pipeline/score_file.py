@@ -60,8 +60,8 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The scoring batch columns from a user's file, or an error naming what is missing."""
     if PREDICTION not in frame.columns:
         raise ScoreFileError(f"{path}: no '{PREDICTION}' column (found {list(frame.columns)})")
-    ref_column = next((c for c in ("references", "reference") if c in frame.columns), None)
-    if ref_column is None:
+    ref_columns = [c for c in ("references", "reference") if c in frame.columns]
+    if not ref_columns:
         raise ScoreFileError(
             f"{path}: no 'reference' or 'references' column (found {list(frame.columns)})"
         )
@@ -71,7 +71,10 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             Col.EXAMPLE_ID: [str(i) for i in range(n)],
             Col.PROMPT: frame[Col.PROMPT].fillna("").astype(str) if Col.PROMPT in frame else "",
             Col.CONTEXT: frame.get(Col.CONTEXT, None),
-            Col.REFERENCES: [_references(v) for v in frame[ref_column]],
+            Col.REFERENCES: [
+                next((refs for c in ref_columns if (refs := _references(row[c]))), [])
+                for _, row in frame.iterrows()
+            ],
             Col.OUTPUT: [
                 None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
                 for v in frame[PREDICTION]

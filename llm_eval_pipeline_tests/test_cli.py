@@ -1,7 +1,12 @@
 """The CLI, in this process, against the run's LLM_EVAL_HOME and its Dagster instance."""
 
+import contextlib
 import datetime as dt
+import io
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,17 +21,47 @@ from llm_eval_pipeline.settings import get_settings
 from llm_eval_pipeline_tests.conftest import write_jsonl
 
 
+class _Kept(io.StringIO):
+    """A capture buffer that survives libraries closing the stream they were handed."""
+
+    def close(self) -> None:
+        pass
+
+
+def cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in this process; its exit code, stdout and stderr."""
+    out, err = _Kept(), _Kept()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def cli_process(argv: list[str], timeout: int = 600) -> tuple[int, str, str]:
+    """Run the installed ``llm-eval`` console script in its own process, as a user would.
+    Used for the commands that execute Dagster runs: Dagster's per-run log capture swaps
+    the process's standard streams, which must not be pytest's."""
+    exe = Path(sys.executable).with_name("llm-eval")
+    done = subprocess.run(
+        [str(exe), *argv], capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
 def per_day(table) -> dict[dt.date, int]:
     rows = table.group_by(Col.EVAL_DATE).aggregate([([], "count_all")]).to_pylist()
     return {r[Col.EVAL_DATE]: r["count_all"] for r in rows}
 
 
-def test_demo_ingests_and_generates_three_days_for_both_models(capsys, spark, tiny_models) -> None:
+def test_demo_ingests_and_generates_three_days_for_both_models(spark, tiny_models) -> None:
     settings = get_settings()
     # the builder reuses models it finds; these were built with a shorter training
     shutil.copytree(tiny_models, settings.models_dir, dirs_exist_ok=True)
-    assert main(["demo", "--days", "3"]) == 0
-    out = capsys.readouterr().out
+    code, out, err = cli(["demo", "--days", "3"])
+    assert code == 0
+    out = out
     store = DeltaStore(settings.delta_dir)
     days = [latest_day() - dt.timedelta(days=i) for i in (2, 1, 0)]
     counts = per_day(store.read_arrow(EVAL_EXAMPLES))
@@ -51,28 +86,26 @@ def test_demo_ingests_and_generates_three_days_for_both_models(capsys, spark, ti
     assert set(instance.get_dynamic_partitions("models")) >= {RANDOM_MODEL, QA_MODEL}
 
 
-def test_models_add_list_remove(capsys) -> None:
-    assert (
-        main(["models", "add", "prod-log", "--backend", "precomputed", "--column", "logged"]) == 0
-    )
-    assert "Added prod-log" in capsys.readouterr().out
-    assert main(["models", "list"]) == 0
-    assert "prod-log" in capsys.readouterr().out
-    assert main(["models", "add", "prod-log", "--backend", "precomputed", "--column", "x"]) == 1
-    assert "already in" in capsys.readouterr().err
-    assert main(["models", "add", "m", "--backend", "transformers", "--path", "/no/such"]) == 1
-    assert "does not exist" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["models", "add", "m", "--backend", "gguf"])
-    assert "invalid choice" in capsys.readouterr().err
-    assert main(["models", "add", "bad name!", "--backend", "precomputed", "--column", "c"]) == 1
-    assert "not valid" in capsys.readouterr().err
-    assert main(["models", "remove", "prod-log"]) == 0
-    assert "kept" in capsys.readouterr().out
+def test_models_add_list_remove() -> None:
+    add = ["models", "add", "prod-log", "--backend", "precomputed"]
+    code, out, _ = cli([*add, "--column", "logged"])
+    assert code == 0 and "Added prod-log" in out
+    code, out, _ = cli(["models", "list"])
+    assert code == 0 and "prod-log" in out
+    code, _, err = cli([*add, "--column", "x"])
+    assert code == 1 and "already in" in err
+    code, _, err = cli(["models", "add", "m", "--backend", "transformers", "--path", "/no/such"])
+    assert code == 1 and "does not exist" in err
+    code, _, err = cli(["models", "add", "m", "--backend", "gguf"])
+    assert code == 2 and "invalid choice" in err
+    code, _, err = cli(["models", "add", "bad name!", "--backend", "precomputed", "--column", "c"])
+    assert code == 1 and "not valid" in err
+    code, out, _ = cli(["models", "remove", "prod-log"])
+    assert code == 0 and "kept" in out
     assert "prod-log" not in [s.name for s in ModelRegistry(get_settings().models_yaml).load()]
 
 
-def test_run_on_a_users_dataset_for_chosen_models(tmp_path: Path, capsys, spark) -> None:
+def test_run_on_a_users_dataset_for_chosen_models(tmp_path: Path, spark) -> None:
     data = write_jsonl(
         tmp_path / "mine.jsonl",
         [
@@ -81,19 +114,20 @@ def test_run_on_a_users_dataset_for_chosen_models(tmp_path: Path, capsys, spark)
         ],
     )
     assert (
-        main(["models", "add", "logged-a", "--backend", "precomputed", "--column", "logged"]) == 0
+        cli(["models", "add", "logged-a", "--backend", "precomputed", "--column", "logged"])[0] == 0
     )
     argv = ["run", "--dataset", str(data), "--start", "2026-02-01", "--end", "2026-02-02"]
-    assert main([*argv, "--models", "logged-a"]) == 0
+    code, _, err = cli_process([*argv, "--models", "logged-a"])
+    assert code == 0, err[-3000:]
     store = DeltaStore(get_settings().delta_dir)
     feb = [dt.date(2026, 2, 1), dt.date(2026, 2, 2)]
     assert [per_day(store.read_arrow(EVAL_EXAMPLES))[d] for d in feb] == [1, 1]
     assert [per_day(store.read_arrow(QUARANTINED_EXAMPLES))[d] for d in feb] == [1, 1]
     outputs = store.read_arrow(GENERATIONS, {Col.EVAL_DATE: feb[0], Col.MODEL_ID: "logged-a"})
     assert outputs.column(Col.OUTPUT).to_pylist() == ["4"]
-    assert main([*argv, "--models", "not-registered"]) == 1
-    assert "not in" in capsys.readouterr().err
-    main(["models", "remove", "logged-a"])
+    code, _, err = cli_process([*argv, "--models", "not-registered"])
+    assert code == 1 and "not in" in err
+    cli(["models", "remove", "logged-a"])
 
 
 @pytest.mark.parametrize(
@@ -105,19 +139,49 @@ def test_run_on_a_users_dataset_for_chosen_models(tmp_path: Path, capsys, spark)
         (["demo", "--days", "0"], "at least 1"),
     ],
 )
-def test_bad_arguments_exit_1_with_a_message(argv: list[str], message: str, capsys) -> None:
-    assert main(argv) == 1
-    assert message in capsys.readouterr().err
+def test_bad_arguments_exit_1_with_a_message(argv: list[str], message: str) -> None:
+    code, _, err = cli(argv)
+    assert code == 1 and message in err
 
 
-def test_bad_model_name_is_rejected_by_the_parser(capsys) -> None:
-    with pytest.raises(SystemExit):
-        main(["run", "--models", "ok,not ok!"])
-    assert "not valid" in capsys.readouterr().err
+def test_bad_model_name_is_rejected_by_the_parser() -> None:
+    code, _, err = cli(["run", "--models", "ok,not ok!"])
+    assert code == 2 and "not valid" in err
 
 
-def test_a_failing_day_exits_1_naming_the_file(tmp_path: Path, capsys, spark) -> None:
+def test_a_failing_day_exits_1_naming_the_file(tmp_path: Path, spark) -> None:
     bad = tmp_path / "corrupt.parquet"
     bad.write_bytes(b"nope")
-    assert main(["run", "--dataset", str(bad), "--end", "2026-03-01", "--models", ""]) == 1
-    assert f"{bad}: cannot read as parquet" in capsys.readouterr().err
+    code, _, err = cli_process(
+        ["run", "--dataset", str(bad), "--end", "2026-03-01", "--models", ""]
+    )
+    assert code == 1 and f"{bad}: cannot read as parquet" in err
+
+
+def test_score_a_file(tmp_path: Path) -> None:
+    import pandas as pd
+
+    source = write_jsonl(
+        tmp_path / "preds.jsonl",
+        [
+            {"prompt": "Capital of France?", "reference": "Paris", "prediction": "Paris"},
+            {"prompt": "Capital of Italy?", "references": ["Rome"], "prediction": "Milan"},
+            {"prompt": "Largest planet?", "reference": "Jupiter", "prediction": None},
+        ],
+    )
+    out = tmp_path / "scores.csv"
+    code, printed, _ = cli(
+        ["score", str(source), "--output", str(out), "--metrics", "rouge,correctness"]
+    )
+    assert code == 0
+    assert "Scored 3 rows" in printed and "95% CI" in printed and "exact_match" in printed
+    scores = pd.read_csv(out)
+    assert list(scores["prediction"].fillna("-")) == ["Paris", "Milan", "-"]
+    assert list(scores["exact_match"].fillna(-1)) == [1.0, 0.0, -1]
+    assert "hallucination_index" not in scores.columns
+
+
+def test_score_names_a_missing_column(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "answer": "y"}])
+    code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.jsonl")])
+    assert code == 1 and "no 'prediction' column" in err and str(source) in err

@@ -19,9 +19,10 @@ from dagster import (
 
 from llm_eval_pipeline.core.dataset import ingest
 from llm_eval_pipeline.core.models import ModelRegistry, parse_spec
-from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
+from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, EXAMPLE_METRICS, GENERATIONS, Col
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
+from llm_eval_pipeline.defs.assets.metrics import example_metrics
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 from llm_eval_pipeline.defs.resources import build_resources
 from llm_eval_pipeline.defs.sensors import new_model_sensor
@@ -177,3 +178,23 @@ def test_generations_follow_the_latest_days_ingestion_for_every_model(setup) -> 
     after = evaluate_automation_conditions(defs=assets, instance=instance, cursor=first.cursor)
     requested = {str(k) for k in after.get_requested_partitions(AssetKey(GENERATIONS.name))}
     assert requested == {f"{latest}|a", f"{latest}|b"}
+
+
+def test_example_metrics_scores_the_partition_and_replaces_it(setup, spark) -> None:
+    settings, instance = setup
+    register(settings, instance, precomputed("logged"))
+    assert run(settings, instance, ingest_examples, DAY).success
+    assert run(settings, instance, generations, key(DAY, "logged")).success
+    for _ in range(2):
+        result = run(settings, instance, example_metrics, key(DAY, "logged"))
+        assert result.success
+    (event,) = result.asset_materializations_for_node(EXAMPLE_METRICS.name)
+    metadata = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+    assert metadata["rows"] == 5
+    assert metadata["mean_exact_match"] == 1.0  # the logged answers are the references
+    assert metadata["null_metrics"]["reference_perplexity"] == 5
+    assert "perplexity: the precomputed backend" in next(iter(metadata["null_reasons"]))
+    assert set(metadata["seconds_per_metric_group"]) >= {"rouge", "correctness"}
+    stored = DeltaStore(settings.delta_dir).read(spark, EXAMPLE_METRICS)
+    assert stored.count() == 5
+    assert {r["metric_config_hash"] for r in stored.collect()} == {metadata["metric_config_hash"]}

@@ -482,6 +482,13 @@ def combine(components: Mapping[str, float | None], weights: Mapping[str, float]
 def hallucination_components(
     output: str, prompt: str, context: str | None, references: Sequence[str]
 ) -> dict[str, float | None]:
+    if not _WORD.search(output):  # an empty output states nothing
+        return {
+            "unsupported_fact_share": 0.0,
+            "unsupported_content_share": 0.0,
+            "unsupported_answer_share": 0.0 if references else None,
+            "contradiction": 0.0,
+        }
     evidence = Evidence.of(prompt, context, references)
     content, contradiction = content_support(output, evidence)
     return {

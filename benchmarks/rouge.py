@@ -1,0 +1,93 @@
+"""B1: ROUGE-1/2/L/Lsum on 10,000 pairs: the pipeline's ``rouge_scores`` (rouge-score-rs,
+batched) against a plain loop over ``rouge_score.RougeScorer.score``. Scores must be
+identical before they are timed.
+
+    .venv/bin/python -m benchmarks.rouge [--pairs 10000] [--repetitions 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from functools import partial
+
+from rouge_score import rouge_scorer
+
+from benchmarks.common import repeat
+from llm_eval_pipeline.core.metrics.rouge import rouge_scores
+from llm_eval_pipeline.core.schema import ROUGE_TYPES
+
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "model",
+    "answer",
+    "paris",
+    "capital",
+    "city",
+    "river",
+    "mountain",
+    "wall",
+    "fell",
+    "in",
+    "1989",
+    "summary",
+    "cats",
+    "sleep",
+    "hunt",
+    "night",
+    "water",
+    "boils",
+    "degrees",
+    "celsius",
+    "running",
+    "quickly",
+    "ran",
+    "runs",
+    "planet",
+    "jupiter",
+]
+
+
+def pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+
+    def text() -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60)))
+
+    return [(text(), text()) for _ in range(n)]
+
+
+def reference_loop(data: list[tuple[str, str]]) -> list[tuple[float, ...]]:
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    out = []
+    for prediction, reference in data:
+        scores = scorer.score(reference, prediction)
+        out.append(tuple(scores[t].fmeasure for t in ROUGE_TYPES))
+    return out
+
+
+def ours(data: list[tuple[str, str]]) -> list[tuple[float, ...]]:
+    scores = rouge_scores([p for p, _ in data], [[r] for _, r in data])
+    return list(zip(*(scores[t] for t in ROUGE_TYPES), strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=10_000)
+    parser.add_argument("--repetitions", type=int, default=5)
+    args = parser.parse_args()
+    data = pairs(args.pairs)
+    if reference_loop(data) != ours(data):
+        raise SystemExit("scores differ")
+    slow, _ = repeat(partial(reference_loop, data), args.repetitions)
+    fast, _ = repeat(partial(ours, data), args.repetitions)
+    print(f"B1 ROUGE 1/2/L/Lsum, {args.pairs} pairs, {args.repetitions} repetitions; identical")
+    print(f"  rouge-score loop      {slow.describe()}")
+    print(f"  rouge_scores (rs)     {fast.describe()}")
+    print(f"  ratio                 {slow.median / fast.median:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Batched, padded and windowed perplexity agrees with a naive per-example computation."""
+
+import math
+
+import pytest
+import torch
+
+from llm_eval_pipeline.core.backends import load_backend
+from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer, join_continuation
+from llm_eval_pipeline.demo.models import QA_MODEL
+
+PROMPTS = [
+    "Context: Water boils at 100 degrees.\nQuestion: When does water boil?\nAnswer:",
+    "Question: What is the capital of France?\nAnswer:",
+    "Summarize:",
+    "Q:",
+    "",
+]
+CONTINUATIONS = ["100 degrees", " Paris", "A long summary " * 12, "yes", "Hello there"]
+
+
+def naive(model, tokenizer, prompt: str, continuation: str) -> tuple[float, int]:
+    """Total NLL and token count with one model(input_ids, labels=...) call per example."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    cont_ids = tokenizer(join_continuation(prompt, continuation), add_special_tokens=False)[
+        "input_ids"
+    ]
+    if not prompt_ids:
+        prompt_ids = [tokenizer.eos_token_id]
+    ids = torch.tensor([prompt_ids + cont_ids])
+    labels = torch.tensor([[-100] * len(prompt_ids) + cont_ids])
+    with torch.inference_mode():
+        loss = model(input_ids=ids, labels=labels).loss.item()
+    return loss * len(cont_ids), len(cont_ids)
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_specs):
+    backend = load_backend(tiny_specs[QA_MODEL])
+    return backend.model, backend.tokenizer, tiny_specs[QA_MODEL].generation.render
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 8])
+def test_batched_equals_naive_within_1e4(lm, batch_size: int) -> None:
+    model, tokenizer, render = lm
+    scores = PerplexityScorer(model, tokenizer, render, batch_size=batch_size).score(
+        PROMPTS, CONTINUATIONS
+    )
+    for prompt, continuation, score in zip(PROMPTS, CONTINUATIONS, scores, strict=True):
+        nll, tokens = naive(model, tokenizer, prompt, continuation)
+        assert score.tokens == tokens
+        assert score.nll == pytest.approx(nll, rel=1e-4)
+        assert score.perplexity == pytest.approx(math.exp(nll / tokens), rel=1e-4)
+        assert score.bits_per_byte == pytest.approx(
+            nll / (math.log(2) * len(continuation.encode("utf-8"))), rel=1e-4
+        )
+
+
+def test_sliding_window_scores_every_token_once(lm) -> None:
+    model, tokenizer, render = lm
+    prompt, continuation = "Question: Say it.\nAnswer:", " one two three four" * 20
+    full = PerplexityScorer(model, tokenizer, render).score([prompt], [continuation])[0]
+    # a context of 32 tokens forces several windows; a stride of 31 keeps 1 token of
+    # overlap, so each window's first (unscorable) token was scored by the previous one
+    windowed = PerplexityScorer(model, tokenizer, render, max_context=32, stride=24)
+    score = windowed.score([prompt], [continuation])[0]
+    assert score.tokens == full.tokens
+    assert math.isfinite(score.nll) and score.nll > 0
+    # less context per token than the full pass, so not identical, but the same scale
+    assert 0.5 < score.nll / full.nll < 2.0
+    one_window = PerplexityScorer(model, tokenizer, render, max_context=1024, stride=512)
+    assert one_window.score([prompt], [continuation])[0].nll == pytest.approx(full.nll, rel=1e-4)
+
+
+def test_empty_continuation_has_no_score(lm) -> None:
+    model, tokenizer, render = lm
+    assert PerplexityScorer(model, tokenizer, render).score(["Q:"], [""]) == [None]
+    with pytest.raises(ValueError, match="stride"):
+        PerplexityScorer(model, tokenizer, render, max_context=16, stride=16)

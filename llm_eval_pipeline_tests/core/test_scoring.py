@@ -1,0 +1,116 @@
+"""score_batch: edge cases, several references, and the labelled faithfulness set."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llm_eval_pipeline.core.aggregate import bootstrap_ci
+from llm_eval_pipeline.core.metrics.config import MetricConfig
+from llm_eval_pipeline.core.schema import METRIC_COLUMNS, METRIC_NOTES, Col
+from llm_eval_pipeline.core.scoring import NO_OUTPUT, NO_REFERENCES, score_batch
+
+LABELLED = Path(__file__).parent.parent / "data" / "faithfulness.jsonl"
+NO_PPL = MetricConfig(groups=("rouge", "correctness", "hallucination"))
+
+
+def batch(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            Col.EXAMPLE_ID: [str(i) for i in range(len(rows))],
+            Col.PROMPT: [r.get("prompt", "What is the capital of France?") for r in rows],
+            Col.CONTEXT: [r.get("context") for r in rows],
+            Col.REFERENCES: [r.get("references", ["Paris"]) for r in rows],
+            Col.OUTPUT: [r.get("output") for r in rows],
+        }
+    )
+
+
+def test_edge_cases_have_documented_values() -> None:
+    scores = score_batch(
+        batch(
+            [
+                {"output": None},
+                {"output": "Paris", "references": []},
+                {"output": ""},
+                {"output": "Lyon", "references": ["Lyon", "Paris"]},
+            ]
+        ),
+        NO_PPL,
+    )
+    failed, no_refs, empty, multi = scores.to_dict("records")
+    assert all(
+        math.isnan(failed[c]) for group in ("rouge", "correctness") for c in METRIC_COLUMNS[group]
+    )
+    assert failed[METRIC_NOTES]["rouge"] == NO_OUTPUT
+    assert math.isnan(failed["hallucination_index"])
+    assert no_refs[METRIC_NOTES]["correctness"] == NO_REFERENCES
+    assert math.isnan(no_refs["rougeL"]) and not math.isnan(no_refs["hallucination_index"])
+    assert empty["rougeL"] == 0.0 and empty["exact_match"] == 0.0 and empty["token_f1"] == 0.0
+    assert empty["hallucination_index"] == 0.0
+    assert multi["exact_match"] == 1.0 and multi["rouge1"] == 1.0
+
+
+def test_correct_long_answer_scores_high_and_a_fluent_wrong_one_low() -> None:
+    scores = score_batch(
+        batch(
+            [
+                {"output": "The capital of France is Paris."},
+                {"output": "The capital of France is Lyon."},
+            ]
+        ),
+        NO_PPL,
+    )
+    right, wrong = scores["answer_correctness"]
+    assert right > 0.7 and wrong < 0.3
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney probability that a positive outranks a negative."""
+    pos, neg = scores[positive], scores[~positive]
+    return float(np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg]))
+
+
+def test_labelled_set_rankings() -> None:
+    rows = [json.loads(line) for line in LABELLED.read_text().splitlines()]
+    assert len(rows) >= 60
+    scores = score_batch(
+        batch(
+            [
+                {
+                    "prompt": r["question"],
+                    "context": r["context"],
+                    "references": [r["reference"]],
+                    "output": r["answer"],
+                }
+                for r in rows
+            ]
+        ),
+        NO_PPL,
+    )
+    fabricated = np.array([r["label"] == "fabricated" for r in rows])
+    hallucination_auc = auc(scores["hallucination_index"].to_numpy(), fabricated)
+    correctness_auc = auc(scores["answer_correctness"].to_numpy(), ~fabricated)
+    print(
+        f"hallucination_index AUC {hallucination_auc:.3f}; "
+        f"answer_correctness AUC {correctness_auc:.3f}"
+    )
+    # measured 0.889 and 0.888 on this set; the goal of 0.9 is not met yet (see the issue)
+    assert hallucination_auc >= 0.88
+    assert correctness_auc >= 0.88
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
+    values = np.linspace(0, 1, 101)
+    low, high = bootstrap_ci(values, resamples=500, seed=3)
+    assert (low, high) == bootstrap_ci(values, resamples=500, seed=3)
+    assert low < values.mean() < high
+    assert all(math.isnan(v) for v in bootstrap_ci([float("nan")]))
+
+
+def test_unknown_group_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown metric groups"):
+        MetricConfig(groups=("rouge", "bleu"))
