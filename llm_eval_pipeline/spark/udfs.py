@@ -108,6 +108,23 @@ def _set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def _stage_setup(frame: DataFrame, partitions: int | None) -> tuple[int, int, Accumulator]:
+    """Spark tasks for a model stage, torch threads per task (the cores shared among the
+    concurrent tasks), and the accumulator the tasks report to."""
+    context = frame.sparkSession.sparkContext
+    threads = max(1, (os.cpu_count() or 1) // max(1, context.defaultParallelism))
+    events = context.accumulator([], EventListParam())
+    return partitions or context.defaultParallelism, threads, events
+
+
+def _task_start(threads: int) -> str:
+    """In a task: the device Spark assigned, with torch's CPU threads set on the CPU."""
+    device = task_device(TaskContext.get())
+    if device == "cpu":
+        _set_torch_threads(threads)
+    return device
+
+
 def generate_outputs(
     examples: DataFrame,
     spec: ModelSpec,
@@ -115,18 +132,12 @@ def generate_outputs(
 ) -> tuple[DataFrame, Accumulator]:
     """Model outputs for ``examples`` (one day's ``eval_examples``) as a lazy DataFrame in
     the ``generations`` schema, and the accumulator its tasks report to."""
-    spark = examples.sparkSession
-    context = spark.sparkContext
-    partitions = partitions or context.defaultParallelism
-    threads = max(1, (os.cpu_count() or 1) // max(1, context.defaultParallelism))
-    events = context.accumulator([], EventListParam())
+    partitions, threads, events = _stage_setup(examples, partitions)
     config_hash = spec.generation_config_hash
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         started = time.perf_counter()
-        device = task_device(TaskContext.get())
-        if device == "cpu":
-            _set_torch_threads(threads)
+        device = _task_start(threads)
         cached = model_cache.get_backend(spec, device)
         rows = 0
         for batch in batches:
@@ -215,18 +226,12 @@ def score_outputs(
     """``score_batch`` over generations joined with their examples, as a lazy DataFrame
     in the ``example_metrics`` schema, and the accumulator its tasks report to (with the
     seconds spent per metric group)."""
-    spark = joined.sparkSession
-    sc = spark.sparkContext
-    partitions = partitions or sc.defaultParallelism
-    threads = max(1, (os.cpu_count() or 1) // max(1, sc.defaultParallelism))
-    events = sc.accumulator([], EventListParam())
+    partitions, threads, events = _stage_setup(joined, partitions)
     config_hash = config.hash
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         started = time.perf_counter()
-        device = task_device(TaskContext.get())
-        if device == "cpu":
-            _set_torch_threads(threads)
+        device = _task_start(threads)
         context = perplexity_context(spec, config, device)
         rows = 0
         for batch in batches:
