@@ -72,10 +72,6 @@ class TaskStats:
     def devices(self) -> list[str]:
         return sorted({e["device"] for e in self.events})
 
-    @property
-    def busy_seconds(self) -> float:
-        return sum(e["seconds"] for e in self.events)
-
     def seconds_per_group(self) -> dict[str, float]:
         totals: dict[str, float] = {}
         for event in self.events:

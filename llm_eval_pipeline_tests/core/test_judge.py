@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,8 @@ from llm_eval_pipeline.core.metrics.judge import (
     build_judge_prompt,
     judge_correctness,
 )
+from llm_eval_pipeline_tests.openai_server import FakeServer, Received, Step, serve
 
-PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 KEY = "sk-judge-PLANTED-42"
 KEY_ENV = "LLM_EVAL_TEST_JUDGE_KEY"
 QUESTION = "What is the capital of France?"
@@ -42,74 +39,41 @@ def paris_rule(prompt: str) -> str:
 
 
 @dataclass
-class FakeJudge:
+class FakeJudge(FakeServer):
     """Answers chat completions with ``rule(prompt)``, or ``status`` != 200 with an error."""
 
-    url: str = ""
     rule: Callable[[str], str] = paris_rule
     status: int = 200
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self, received: Received) -> Step:
+        super().enter(received)
+        if self.status != 200:
+            return {"status": self.status, "body": {"error": "judge is down"}}
+        verdict = self.rule(received.prompt)
+        return {"body": {"choices": [{"message": {"content": verdict}, "finish_reason": "stop"}]}}
 
     @property
     def count(self) -> int:
         with self.lock:
-            return len(self.bodies)
+            return len(self.requests)
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.requests]
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        return [r.headers for r in self.requests]
 
     def prompts(self) -> list[str]:
         with self.lock:
-            return [b["messages"][0]["content"] for b in self.bodies]
-
-
-def make_handler(fake: FakeJudge) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length))
-            with fake.lock:
-                fake.bodies.append(body)
-                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
-            status = fake.status
-            if status == 200 and self.path == "/v1/chat/completions":
-                content = fake.rule(body["messages"][0]["content"])
-                payload = json.dumps(
-                    {"choices": [{"message": {"content": content}, "finish_reason": "stop"}]}
-                ).encode()
-            else:
-                status = status if status != 200 else 404
-                payload = b'{"error": "judge is down"}'
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    return Handler
+            return [r.prompt for r in self.requests]
 
 
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJudge]:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-    fake = FakeJudge()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
-    httpd.daemon_threads = True
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    host, port = httpd.server_address[:2]
-    fake.url = f"http://{host}:{port}/v1"
-    try:
+    with serve(FakeJudge(), monkeypatch) as fake:
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def make_config(server: FakeJudge, **changes: Any) -> JudgeConfig:

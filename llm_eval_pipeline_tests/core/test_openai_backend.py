@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,134 +18,21 @@ from llm_eval_pipeline.core.backends.base import (
 )
 from llm_eval_pipeline.core.backends.openai_backend import OpenAIBackend
 from llm_eval_pipeline.core.models import parse_spec
+from llm_eval_pipeline_tests.openai_server import FakeServer, Received, clear_proxies, serve
 
 KEY = "sk-test-PLANTED-123"
 KEY_ENV = "LLM_EVAL_TEST_REMOTE_KEY"
-PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
-
-
-@dataclass
-class Received:
-    """One request as the server saw it (header names lower-cased)."""
-
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-    @property
-    def prompt(self) -> str:
-        if "messages" in self.body:
-            return self.body["messages"][0]["content"]
-        return self.body["prompt"]
-
-
-# A step says how to answer one attempt: status (default 200), body (bytes, a JSON-able
-# value, a callable taking the Received request, or absent for an echo answer), headers,
-# and sleep (seconds before answering). A prompt's steps are used in order, the last repeats.
-Step = dict[str, Any]
-
-
-@dataclass
-class FakeServer:
-    url: str = ""
-    script: dict[str, list[Step]] = field(default_factory=dict)
-    default: Step = field(default_factory=dict)
-    requests: list[Received] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def attempts(self, prompt: str) -> int:
-        with self.lock:
-            return sum(1 for r in self.requests if r.prompt == prompt)
-
-    def enter(self, received: Received) -> Step:
-        with self.lock:
-            seen = sum(1 for r in self.requests if r.prompt == received.prompt)
-            self.requests.append(received)
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            steps = self.script.get(received.prompt) or [self.default]
-            return steps[min(seen, len(steps) - 1)]
-
-    def leave(self) -> None:
-        with self.lock:
-            self.in_flight -= 1
-
-
-def echo_answer(received: Received) -> dict[str, Any]:
-    text = f"echo: {received.prompt}"
-    choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
-    if received.path.endswith("/chat/completions"):
-        choice["message"] = {"role": "assistant", "content": text}
-    else:
-        choice["text"] = text
-    usage = {"prompt_tokens": len(received.prompt), "completion_tokens": 2, "total_tokens": 0}
-    return {"choices": [choice], "usage": usage}
-
-
-def make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            received = Received(self.path, headers, body)
-            step = server.enter(received)
-            try:
-                time.sleep(step.get("sleep", 0))
-                payload: Any = step.get("body")
-                if payload is None:
-                    payload = echo_answer(received)
-                elif callable(payload):
-                    payload = payload(received)
-                if not isinstance(payload, bytes):
-                    payload = (
-                        payload.encode()
-                        if isinstance(payload, str)
-                        else json.dumps(payload).encode()
-                    )
-                self.send_response(step.get("status", 200))
-                for name, value in step.get("headers", {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout test)
-            finally:
-                server.leave()
-
-    return Handler
 
 
 @pytest.fixture
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
+    clear_proxies(monkeypatch)
 
 
 @pytest.fixture
-def server(no_proxy: None) -> Iterator[FakeServer]:
-    fake = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
-    httpd.daemon_threads = True
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    host, port = httpd.server_address[:2]
-    fake.url = f"http://{host}:{port}/v1"
-    try:
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
+    with serve(FakeServer(), monkeypatch) as fake:
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def make_backend(
