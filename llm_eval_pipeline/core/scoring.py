@@ -30,8 +30,12 @@ import numpy as np
 import pandas as pd
 
 from llm_eval_pipeline.core.metrics.config import MetricConfig
-from llm_eval_pipeline.core.metrics.correctness import correctness_scores
-from llm_eval_pipeline.core.metrics.hallucination import NliScorer, hallucination_scores
+from llm_eval_pipeline.core.metrics.correctness import correctness_scores, fabrication
+from llm_eval_pipeline.core.metrics.hallucination import (
+    NliScorer,
+    hallucination_components,
+    hallucination_scores,
+)
 from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer
 from llm_eval_pipeline.core.metrics.rouge import rouge_scores
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, METRIC_NOTES, Col
@@ -102,6 +106,21 @@ def score_batch(
                 ),
             ),
         )
+    with_output = [i for i in range(n) if outputs[i] is not None]
+    support: dict[int, dict[str, float | None]] = {}
+    if (config.enabled("correctness") and both) or (
+        config.enabled("hallucination") and with_output
+    ):
+        # evidence support feeds both the hallucination index and answer_correctness
+        timed(
+            "evidence_support",
+            lambda: support.update(
+                {
+                    i: hallucination_components(outputs[i], prompts[i], contexts[i], references[i])
+                    for i in with_output
+                }
+            ),
+        )
     if config.enabled("correctness") and both:
         timed(
             "correctness",
@@ -110,8 +129,7 @@ def score_batch(
                 correctness_scores(
                     [outputs[i] for i in both],
                     [references[i] for i in both],
-                    [prompts[i] for i in both],
-                    [contexts[i] for i in both],
+                    [fabrication(support[i]) for i in both],
                     config.correctness_weights,
                     config.correctness_penalty,
                     config.embedding_model,
@@ -127,7 +145,6 @@ def score_batch(
             lambda: _perplexity(prompts, contexts, outputs, references, context, values, notes),
         )
     if config.enabled("hallucination"):
-        with_output = [i for i in range(n) if outputs[i] is not None]
         for i in range(n):
             if outputs[i] is None:
                 notes[i]["hallucination"] = NO_OUTPUT
@@ -138,7 +155,7 @@ def score_batch(
                     with_output,
                     hallucination_scores(
                         [outputs[i] for i in with_output],
-                        [prompts[i] for i in with_output],
+                        [support[i] for i in with_output],
                         [contexts[i] for i in with_output],
                         [references[i] for i in with_output],
                         config.hallucination_weights,

@@ -32,10 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from llm_eval_pipeline.core.metrics.embeddings import embed
-from llm_eval_pipeline.core.metrics.hallucination import (
-    hallucination_components,
-    reference_recall,
-)
+from llm_eval_pipeline.core.metrics.hallucination import reference_recall
 from llm_eval_pipeline.core.metrics.squad import best_over_references, exact_match, token_f1
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS
 
@@ -78,21 +75,22 @@ def fabrication(components: Mapping[str, float | None]) -> float:
 def correctness_scores(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
-    prompts: Sequence[str],
-    contexts: Sequence[str | None],
+    fabrications: Sequence[float],
     weights: Mapping[str, float],
     penalty: float = 1.0,
     model_path: str | None = None,
     batch_size: int = 64,
 ) -> dict[str, list[float]]:
-    """All correctness columns for rows that have a prediction and references."""
+    """All correctness columns for rows that have a prediction and references;
+    ``fabrications`` is each row's :func:`fabrication` (from its hallucination
+    components, computed once by the caller)."""
     unknown = set(weights) - {"reference_token_recall", "token_f1", "semantic_similarity"}
     if unknown:
         raise ValueError(f"unknown answer_correctness weights {sorted(unknown)}")
     out: dict[str, list[float]] = {name: [] for name in METRIC_COLUMNS["correctness"]}
     sims = semantic_similarity(predictions, references, model_path, batch_size)
-    rows = zip(predictions, references, prompts, contexts, sims, strict=True)
-    for prediction, refs, prompt, context, sim in rows:
+    rows = zip(predictions, references, fabrications, sims, strict=True)
+    for prediction, refs, made_up, sim in rows:
         components = {
             "reference_token_recall": reference_recall(prediction, refs),
             "token_f1": best_over_references(token_f1, prediction, refs),
@@ -102,6 +100,5 @@ def correctness_scores(
         out["exact_match"].append(em)
         for name, value in components.items():
             out[name].append(value)
-        made_up = fabrication(hallucination_components(prediction, prompt, context, refs))
         out["answer_correctness"].append(combine(components, em, weights) * (1 - penalty * made_up))
     return out

@@ -45,149 +45,17 @@ from llm_eval_pipeline.core.schema import METRIC_COLUMNS
 
 INDEX, *COMPONENTS = METRIC_COLUMNS["hallucination"]
 
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "also",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "nor",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-        "one",
-        "ones",
-        "known",
-        "called",
-        "named",
-        "many",
-        "much",
-        "may",
-        "might",
-        "must",
-        "shall",
-        "per",
-        "via",
-        "each",
-        "every",
-    ]
-)
+_STOPWORD_TEXT = """
+    a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself nor of off on once only or other our ours ourselves
+    out over own same she should so some such than that the their theirs them themselves then
+    there these they this those through to too under until up very was we were what when where
+    which while who whom why will with would you your yours yourself yourselves one ones known
+    called named many much may might must shall per via each every
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 NEGATIONS = frozenset(
     {
         "not",
@@ -203,39 +71,16 @@ NEGATIONS = frozenset(
         "n't",
     }
 )
-_UNITS = {
-    w: i
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-        ]
-    )
-}
+_UNIT_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+)
+_UNITS = {w: i for i, w in enumerate(_UNIT_WORDS.split())}
 _TENS = {
     w: 10 * i
     for i, w in enumerate(
-        ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+        ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], start=2
     )
-    if w != "_"
 }
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
@@ -503,28 +348,24 @@ def hallucination_components(
 
 def hallucination_scores(
     outputs: Sequence[str],
-    prompts: Sequence[str],
+    components: Sequence[Mapping[str, float | None]],
     contexts: Sequence[str | None],
     references: Sequence[Sequence[str]],
     weights: Mapping[str, float],
     nli: NliScorer | None = None,
 ) -> dict[str, list[float | None]]:
-    """The index and its components for each output."""
+    """The index and its components for each output, from its
+    :func:`hallucination_components` (computed once by the caller) and the NLI model."""
     contradiction_p: list[float | None] = [None] * len(outputs)
     if nli is not None:
         premises = ["\n".join([c or "", *r]) for c, r in zip(contexts, references, strict=True)]
         contradiction_p = list(nli.contradiction(premises, outputs))
     out: dict[str, list[float | None]] = {n: [] for n in METRIC_COLUMNS["hallucination"]}
-    for output, prompt, context, refs, nli_p in zip(
-        outputs, prompts, contexts, references, contradiction_p, strict=True
-    ):
-        components = {
-            **hallucination_components(output, prompt, context, refs),
-            "nli_contradiction": nli_p,
-        }
-        for name, value in components.items():
+    for lexical, nli_p in zip(components, contradiction_p, strict=True):
+        row = {**lexical, "nli_contradiction": nli_p}
+        for name, value in row.items():
             out[name].append(value)
-        out[INDEX].append(combine(components, weights))
+        out[INDEX].append(combine(row, weights))
     return out
 
 
