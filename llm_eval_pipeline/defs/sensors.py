@@ -3,7 +3,6 @@
 import datetime as dt
 import json
 
-import pyarrow.compute as pc
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
@@ -26,13 +25,10 @@ from llm_eval_pipeline.delta.store import DeltaStore
 def backfill_days(store: DeltaStore, model_id: str, today: dt.date, days: int) -> list[dt.date]:
     """The past ``days`` days before ``today`` that have eval_examples and no generations
     for ``model_id`` yet, oldest first."""
-    window = {today - dt.timedelta(days=i) for i in range(1, days + 1)}
-    examples = store.read_arrow(EVAL_EXAMPLES)
-    have_examples = set(examples.column(Col.EVAL_DATE).unique().to_pylist())
-    generated = store.read_arrow(GENERATIONS)
-    generated = generated.filter(pc.equal(generated.column(Col.MODEL_ID), model_id))
-    done = set(generated.column(Col.EVAL_DATE).unique().to_pylist())
-    return sorted((window & have_examples) - done)
+    window = {(today - dt.timedelta(days=i)).isoformat() for i in range(1, days + 1)}
+    have_examples = {p[Col.EVAL_DATE] for p in store.partitions(EVAL_EXAMPLES)}
+    done = {p[Col.EVAL_DATE] for p in store.partitions(GENERATIONS) if p[Col.MODEL_ID] == model_id}
+    return [dt.date.fromisoformat(day) for day in sorted((window & have_examples) - done)]
 
 
 @sensor(

@@ -75,6 +75,15 @@ class DeltaStore:
 
         return DeltaTable(str(self.path(spec))).version()
 
+    def partitions(self, spec: TableSpec) -> list[dict[str, str]]:
+        """The partitions holding data in the current snapshot, read from the Delta log
+        alone (values as strings); none when the table does not exist."""
+        if not self.exists(spec):
+            return []
+        from deltalake import DeltaTable
+
+        return DeltaTable(str(self.path(spec))).partitions()
+
     # ------------------------------------------------------------ write
 
     def write_partition(
