@@ -100,6 +100,11 @@ def make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                         if isinstance(payload, str)
                         else json.dumps(payload).encode()
                     )
+            finally:
+                # done before the answer leaves, so the client's next request, sent once
+                # it has this answer, is never counted as overlapping this one
+                server.leave()
+            try:
                 self.send_response(step.get("status", 200))
                 for name, value in step.get("headers", {}).items():
                     self.send_header(name, value)
@@ -109,8 +114,6 @@ def make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout test)
-            finally:
-                server.leave()
 
     return Handler
 
