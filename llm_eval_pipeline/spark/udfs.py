@@ -182,12 +182,15 @@ def generate_outputs(
     return frame, events
 
 
-def perplexity_context(spec: ModelSpec, config: MetricConfig, device: str) -> ScoringContext:
-    """The scoring context for ``spec``: its own model from the worker's cache when it is
-    a transformers model, else the configured scorer model, else a note."""
+def scoring_context(spec: ModelSpec, config: MetricConfig, device: str) -> ScoringContext:
+    """The scoring context for ``spec``, its models from the worker's cache: for
+    perplexity its own model when it is a transformers model, else the configured scorer
+    model, else a note; the NLI model when one is configured."""
     from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer
 
     context = ScoringContext()
+    if config.nli_model and config.enabled("hallucination"):
+        context.nli = model_cache.get_nli(config.nli_model, device)
     if not config.enabled("perplexity"):
         return context
     scorer_spec = spec
@@ -228,7 +231,7 @@ def score_outputs(
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         started = time.perf_counter()
         device = _task_start(threads)
-        context = perplexity_context(spec, config, device)
+        context = scoring_context(spec, config, device)
         rows = 0
         for batch in batches:
             scored = score_batch(batch, config, context)

@@ -9,7 +9,7 @@ from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.schema import ALL_METRIC_COLUMNS, METRIC_NOTES, Col
 from llm_eval_pipeline.core.scoring import output_columns, score_batch
 from llm_eval_pipeline.demo.models import QA_MODEL
-from llm_eval_pipeline.spark.udfs import TaskStats, perplexity_context, score_outputs
+from llm_eval_pipeline.spark.udfs import TaskStats, score_outputs, scoring_context
 
 DAY = dt.date(2026, 11, 20)
 ROWS = [
@@ -21,7 +21,7 @@ ROWS = [
 ]
 
 
-def test_spark_path_equals_in_process(spark, tiny_specs) -> None:
+def test_spark_path_equals_in_process(spark, tiny_specs, tiny_nli) -> None:
     spec = tiny_specs[QA_MODEL]
     frame = pd.DataFrame(
         {
@@ -35,8 +35,8 @@ def test_spark_path_equals_in_process(spark, tiny_specs) -> None:
             Col.MODEL_ID: spec.name,
         }
     )
-    config = MetricConfig()
-    expected = score_batch(frame, config, perplexity_context(spec, config, "cpu"))
+    config = MetricConfig(nli_model=str(tiny_nli))
+    expected = score_batch(frame, config, scoring_context(spec, config, "cpu"))
     table, events = score_outputs(spark.createDataFrame(frame), spec, config, partitions=2)
     got = table.toPandas().set_index(Col.EXAMPLE_ID).loc[expected[Col.EXAMPLE_ID]]
     for column in output_columns(config):
@@ -51,4 +51,5 @@ def test_spark_path_equals_in_process(spark, tiny_specs) -> None:
     assert set(got["metric_config_hash"]) == {config.hash}
     assert got[sorted(set(ALL_METRIC_COLUMNS) - set(output_columns(config)))].isna().all().all()
     assert not np.isnan(got.loc["e0", "reference_perplexity"])
+    assert not np.isnan(got.loc["e0", "nli_contradiction"])
     assert set(TaskStats(events.value).seconds_per_group()) >= {"rouge", "perplexity"}

@@ -8,7 +8,9 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     Facts are the numbers (thousands separators dropped, so "1,440" = "1440"; number words
     read as digits, so "twelve" = "12") and the capitalised non-stopwords (names, places,
     months) of the output that the prompt does not already hold. Share of them the
-    evidence does not contain (names compared stemmed, lower-cased); 0.0 when none.
+    evidence does not contain (names compared stemmed, lower-cased, and supported by a
+    word they share a prefix of 5 letters or more with, so "Ethiopian" by "Ethiopia");
+    0.0 when none.
 ``unsupported_content_share``
     Each output sentence is aligned with the evidence sentence (of the context, or a
     reference) sharing most word stems with it. Share of the output's content words
@@ -20,8 +22,12 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     ``reference_token_recall``); only for examples with references. An output that
     answers with something other than the reference states an unsupported answer.
 ``contradiction``
-    1.0 when an unsupported output word is the antonym of a word of the evidence
-    ("larger" where the passage says "smaller"), from a fixed list of common antonyms.
+    1.0 when an output sentence contradicts its aligned evidence sentence: an unsupported
+    word is the antonym of a word there or in a reference ("larger" where the passage
+    says "smaller"; a fixed list of common antonyms), the sentence negates a word the
+    evidence affirms or affirms one it negates ("spiders are not arachnids" against
+    "spiders are arachnids rather than insects"; negations of time such as "has not
+    erupted since 1707" deny nothing), or it reverses a "from A to B" of the evidence.
 ``nli_contradiction`` (only when ``MetricConfig.nli_model`` is set)
     The probability of the contradiction (or hallucination) label of a local
     sequence-classification model given premise = evidence, hypothesis = output.
@@ -252,6 +258,63 @@ def _sentences(text: str) -> list[str]:
     return [s for s in split_sentences(text).split("\n") if s.strip()]
 
 
+_CLAUSE = re.compile(r"[,;:()\u2013\u2014]| - ")
+_NEGATION_MARKERS = NEGATIONS - {"nobody", "nothing", "none", "neither", "nor"}
+_TEMPORAL = frozenset({"since", "until", "till", "yet"})
+_DIRECTION = re.compile(r"\bfrom ([a-z]+) to ([a-z]+)\b")
+
+
+@dataclass(frozen=True)
+class Polarity:
+    """A sentence's content stems split into those it affirms and those it negates: the
+    first content word after "not", "never", "no", "cannot", "without", "...n't",
+    "rather than" or "instead of", within the same clause, is negated. Negations of time
+    ("has not erupted since 1707", "did not open until 1890") and "not only" assert the
+    event rather than deny it, so they negate nothing."""
+
+    affirmed: frozenset[str]
+    negated: frozenset[str]
+
+    @classmethod
+    def of(cls, sentence: str) -> Polarity:
+        affirmed: set[str] = set()
+        negated: set[str] = set()
+        for clause in _CLAUSE.split(_words_to_numbers(sentence).lower()):
+            words = _WORD.findall(clause)
+            temporal = bool(_TEMPORAL & set(words))
+            pending = False
+            for word, following in zip(words, [*words[1:], ""], strict=True):
+                if (
+                    word in _NEGATION_MARKERS
+                    or word.endswith(("n't", "n’t"))
+                    or (word, following) in {("rather", "than"), ("instead", "of")}
+                ):
+                    pending = not temporal and following not in {"only", "just"}
+                elif word not in STOPWORDS and not word[0].isdigit() and len(word) > 1:
+                    (negated if pending else affirmed).add(_stem(word))
+                    pending = False
+        return cls(frozenset(affirmed - negated), frozenset(negated))
+
+    def conflicts(self, other: Polarity) -> bool:
+        """Whether one negates a word the other affirms."""
+        return bool(self.negated & other.affirmed or self.affirmed & other.negated)
+
+
+def _directions(text: str) -> set[tuple[str, str]]:
+    """The ("west", "east") pairs of "from west to east" phrases."""
+    return set(_DIRECTION.findall(text.lower()))
+
+
+def _prefixes(stems: set[str]) -> frozenset[str]:
+    """Prefixes (5 characters or more) of ``stems``, so that "Ethiopian" finds support in
+    "Ethiopia" and "Parisian" in "Paris"."""
+    return frozenset(s[:n] for s in stems for n in range(5, len(s) + 1))
+
+
+def _supported(stem: str, words: set[str], prefixes: frozenset[str]) -> bool:
+    return stem in words or stem in prefixes or any(stem[:n] in words for n in range(5, len(stem)))
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What the evidence holds: its words and numbers, its sentences' stems, and what
@@ -259,7 +322,10 @@ class Evidence:
 
     numbers: set[str]
     words: set[str]
+    word_prefixes: frozenset[str]
     sentence_stems: list[set[str]]
+    sentence_polarity: list[Polarity]
+    directions: set[tuple[str, str]]
     prompt_numbers: set[str]
     prompt_words: set[str]
     reference_words: set[str]
@@ -268,10 +334,14 @@ class Evidence:
     def of(cls, prompt: str, context: str | None, references: Sequence[str]) -> Evidence:
         joined = "\n".join([prompt, context or "", *references])
         sentences = [*_sentences(context or ""), *references]
+        words = _all_stems(joined)
         return cls(
             numbers=_numbers(joined),
-            words=_all_stems(joined),
+            words=words,
+            word_prefixes=_prefixes(words),
             sentence_stems=[_all_stems(s) for s in sentences],
+            sentence_polarity=[Polarity.of(s) for s in sentences],
+            directions=_directions(joined),
             prompt_numbers=_numbers(prompt),
             prompt_words=_all_stems(prompt),
             reference_words=set().union(*(_all_stems(r) for r in references)),
@@ -283,24 +353,47 @@ def fact_share(output: str, evidence: Evidence) -> float:
     names = _names(output) - evidence.prompt_words
     if not numbers and not names:
         return 0.0
-    unsupported = len(numbers - evidence.numbers) + len(names - evidence.words)
+    unsupported = len(numbers - evidence.numbers) + sum(
+        not _supported(name, evidence.words, evidence.word_prefixes) for name in names
+    )
     return unsupported / (len(numbers) + len(names))
+
+
+def contradicts(sentence: str, missing: set[str], best: int | None, evidence: Evidence) -> bool:
+    """Whether an output sentence contradicts the evidence: an unsupported word is the
+    antonym of a word of its aligned evidence sentence or of a reference; it negates a
+    word its aligned sentence affirms, or the reverse; or it reverses a "from A to B"."""
+    aligned = evidence.sentence_stems[best] if best is not None else set()
+    antonyms = _antonyms()
+    if any(antonyms.get(w, frozenset()) & (aligned | evidence.reference_words) for w in missing):
+        return True
+    if best is not None and Polarity.of(sentence).conflicts(evidence.sentence_polarity[best]):
+        return True
+    return any(
+        (b, a) in evidence.directions and (a, b) not in evidence.directions
+        for a, b in _directions(sentence)
+    )
 
 
 def content_support(output: str, evidence: Evidence) -> tuple[float, float]:
     """(unsupported content share, contradiction) of ``output``, by local alignment."""
     total, unsupported, contradiction = 0, 0, 0.0
-    antonyms = _antonyms()
     for sentence in _sentences(output):
         stems = _content_stems(sentence)
         if not stems:
             continue
-        aligned = max(evidence.sentence_stems, key=lambda s: len(stems & s), default=set())
+        best = max(
+            range(len(evidence.sentence_stems)),
+            key=lambda i: len(stems & evidence.sentence_stems[i]),
+            default=None,
+        )
+        aligned = evidence.sentence_stems[best] if best is not None else set()
         supported = aligned | evidence.prompt_words | evidence.reference_words
-        missing = stems - supported
+        prefixes = _prefixes(supported)
+        missing = {s for s in stems - supported if not _supported(s, supported, prefixes)}
         total += len(stems)
         unsupported += len(missing)
-        if any(antonyms.get(word, frozenset()) & (aligned | evidence.words) for word in missing):
+        if contradicts(sentence, missing, best, evidence):
             contradiction = 1.0
     return (unsupported / total if total else 0.0), contradiction
 
