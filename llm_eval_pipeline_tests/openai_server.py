@@ -72,6 +72,15 @@ def echo_answer(received: Received) -> dict[str, Any]:
         choice["message"] = {"role": "assistant", "content": text}
     else:
         choice["text"] = text
+    if "logprobs" in received.body:  # as real servers do: one entry per output token
+        tokens = [("echo", -0.5), (":", -1.0)]
+        if received.path.endswith("/chat/completions"):
+            choice["logprobs"] = {"content": [{"token": t, "logprob": p} for t, p in tokens]}
+        else:
+            choice["logprobs"] = {
+                "tokens": [t for t, _ in tokens],
+                "token_logprobs": [p for _, p in tokens],
+            }
     usage = {"prompt_tokens": len(received.prompt), "completion_tokens": 2, "total_tokens": 0}
     return {"choices": [choice], "usage": usage}
 

@@ -76,6 +76,7 @@ BACKENDS: dict[str, BackendOptions] = {
                 "timeout_s",
                 "max_retries",
                 "backoff_s",
+                "logprobs",
             }
         ),
         identity=frozenset({"base_url", "model", "api"}),

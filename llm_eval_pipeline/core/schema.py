@@ -31,6 +31,8 @@ class Col:
     PROMPT_TOKENS = "prompt_tokens"
     OUTPUT_TOKENS = "output_tokens"
     LATENCY_MS = "latency_ms"
+    OUTPUT_LOGPROB = "output_logprob"
+    OUTPUT_LOGPROB_TOKENS = "output_logprob_tokens"
     FINISH_REASON = "finish_reason"
     ERROR = "error"
     GENERATION_CONFIG_HASH = "generation_config_hash"
@@ -168,6 +170,8 @@ GENERATIONS = TableSpec(
             (Col.LATENCY_MS, pa.float64()),
             (Col.FINISH_REASON, pa.string()),
             (Col.ERROR, pa.string()),
+            (Col.OUTPUT_LOGPROB, pa.float64()),
+            (Col.OUTPUT_LOGPROB_TOKENS, pa.int64()),
             (Col.GENERATION_CONFIG_HASH, pa.string()),
             (Col.EVAL_DATE, pa.date32()),
             (Col.MODEL_ID, pa.string()),
@@ -183,6 +187,11 @@ GENERATIONS = TableSpec(
         Col.LATENCY_MS: "Wall time of the batch (or request) that produced the row.",
         Col.FINISH_REASON: "stop | length | error.",
         Col.ERROR: "Why this row failed; null when it succeeded.",
+        Col.OUTPUT_LOGPROB: (
+            "Sum of the natural log-probabilities of the output tokens, as an API endpoint "
+            "returned them (openai backend); null when the backend gives none."
+        ),
+        Col.OUTPUT_LOGPROB_TOKENS: "How many token log-probabilities output_logprob sums.",
         Col.GENERATION_CONFIG_HASH: "Hash of the backend identity and generation parameters.",
         Col.EVAL_DATE: "The day partition.",
         Col.MODEL_ID: "The model partition (the registry name).",

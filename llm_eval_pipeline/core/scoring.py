@@ -4,10 +4,15 @@ The same function runs in-process (``llm-eval score``, tests) and inside the Spa
 behind ``example_metrics``.
 
 Input columns: ``example_id``, ``prompt``, ``context``, ``references`` (list of strings)
-and ``output`` (null when generation failed). Output: ``example_id``, every metric column
-of the enabled groups (``core.schema.METRIC_COLUMNS``; float, null where it cannot be
-computed) and ``metric_notes``, a mapping from group to the reason it is null for the
-row. The documented values for the edge cases:
+and ``output`` (null when generation failed); optionally ``output_logprob`` and
+``output_logprob_tokens``, the output's log-probabilities as the evaluated model's endpoint
+returned them, from which ``output_perplexity`` = exp(-output_logprob /
+output_logprob_tokens) takes precedence over the scorer's.
+
+Output: ``example_id``, every metric column of the enabled groups
+(``core.schema.METRIC_COLUMNS``; float, null where it cannot be computed) and
+``metric_notes``, a mapping from group to the reason it is null for the row. The
+documented values for the edge cases:
 
 * no output (generation failed): every metric null, note ``no output``;
 * no references (an ``open`` task): ROUGE, correctness and judge null, note
@@ -21,6 +26,7 @@ row. The documented values for the edge cases:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +48,7 @@ from llm_eval_pipeline.core.schema import METRIC_COLUMNS, METRIC_NOTES, Col
 
 NO_OUTPUT = "no output"
 NO_REFERENCES = "no references"
+NO_OWN_LOGPROBS = "the backend returned no logprobs for the output"
 
 
 @dataclass
@@ -51,7 +58,7 @@ class ScoringContext:
     perplexity cannot be computed, ``perplexity_note`` says why."""
 
     perplexity: PerplexityScorer | None = None
-    perplexity_note: str = "no scoring model for this backend"
+    perplexity_note: str = "no local model scores text for this backend"
     nli: NliScorer | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -142,7 +149,9 @@ def score_batch(
     if config.enabled("perplexity"):
         timed(
             "perplexity",
-            lambda: _perplexity(prompts, contexts, outputs, references, context, values, notes),
+            lambda: _perplexity(
+                prompts, contexts, outputs, references, _own_logprobs(batch), context, values, notes
+            ),
         )
     if config.enabled("hallucination"):
         for i in range(n):
@@ -189,18 +198,36 @@ def _judge(rows, prompts, outputs, references, config, values, notes) -> None:
             notes[i]["judge"] = note
 
 
+def _own_logprobs(batch: pd.DataFrame) -> list[tuple[float, int] | None]:
+    """Each row's (output log-probability sum, tokens) as the generating endpoint
+    returned them, or None."""
+    if Col.OUTPUT_LOGPROB not in batch or Col.OUTPUT_LOGPROB_TOKENS not in batch:
+        return [None] * len(batch)
+    return [
+        None if _missing(lp) or _missing(k) or not k else (float(lp), int(k))
+        for lp, k in zip(batch[Col.OUTPUT_LOGPROB], batch[Col.OUTPUT_LOGPROB_TOKENS], strict=True)
+    ]
+
+
 def _perplexity(
-    prompts, contexts, outputs, references, context: ScoringContext, values, notes
+    prompts, contexts, outputs, references, own, context: ScoringContext, values, notes
 ) -> None:
+    """Reference and output perplexity from the scorer; the output's from the evaluated
+    model's own log-probabilities (``own``) instead, when its endpoint returned them."""
     n = len(prompts)
+    for i, logprob in enumerate(own):
+        if logprob is not None and outputs[i]:
+            values["output_perplexity"][i] = math.exp(-logprob[0] / logprob[1])
     scorer = context.perplexity
-    if scorer is None:
-        for i in range(n):
-            notes[i]["perplexity"] = context.perplexity_note
-        return
-    rendered = [scorer.render(prompts[i], contexts[i]) for i in range(n)]
-    reference_scores = scorer.score(rendered, [r[0] if r else "" for r in references])
-    output_scores = scorer.score(rendered, [o or "" for o in outputs])
+    reference_scores = output_scores = [None] * n
+    if scorer is not None:
+        rendered = [scorer.render(prompts[i], contexts[i]) for i in range(n)]
+        reference_scores = scorer.score(rendered, [r[0] if r else "" for r in references])
+        pending = [i for i in range(n) if values["output_perplexity"][i] is None]
+        scored = scorer.score([rendered[i] for i in pending], [outputs[i] or "" for i in pending])
+        output_scores = [None] * n
+        for i, score in zip(pending, scored, strict=True):
+            output_scores[i] = score
     for i in range(n):
         ref, out = reference_scores[i], output_scores[i]
         if ref is not None:
@@ -208,10 +235,15 @@ def _perplexity(
             values["reference_bits_per_byte"][i] = ref.bits_per_byte
         if out is not None:
             values["output_perplexity"][i] = out.perplexity
-        missing = [label for label, s in (("reference", ref), ("output", out)) if s is None]
-        if missing:
-            reasons = {"reference": NO_REFERENCES, "output": "no or empty output"}
-            notes[i]["perplexity"] = "; ".join(reasons[m] for m in missing)
+        reasons = []
+        if ref is None:
+            reasons.append(context.perplexity_note if scorer is None else NO_REFERENCES)
+        if values["output_perplexity"][i] is None:
+            reasons.append(
+                NO_OWN_LOGPROBS if scorer is None and outputs[i] else "no or empty output"
+            )
+        if reasons:
+            notes[i]["perplexity"] = "; ".join(dict.fromkeys(reasons))
 
 
 def _missing(value: Any) -> bool:

@@ -174,17 +174,19 @@ class DeltaStore:
             return spark.createDataFrame([], from_arrow_schema(spec.schema))
         if self.engine == "spark":
             frame = spark.read.format("delta").load(str(self.path(spec)))
-            return frame.where(where) if where else frame
+        else:
+            from deltalake import DeltaTable
 
-        from deltalake import DeltaTable
-
-        table = DeltaTable(str(self.path(spec)))
-        schema = from_arrow_schema(_plain_arrow_schema(table.schema().to_arrow()))
-        files = table.file_uris(file_pruning_predicate=where) if where else table.file_uris()
-        if not files:
-            return spark.createDataFrame([], schema)
-        frame = spark.read.schema(schema).option("basePath", str(self.path(spec))).parquet(*files)
-        return frame.where(where) if where else frame
+            table = DeltaTable(str(self.path(spec)))
+            schema = from_arrow_schema(_plain_arrow_schema(table.schema().to_arrow()))
+            files = table.file_uris(file_pruning_predicate=where) if where else table.file_uris()
+            frame = (
+                spark.read.schema(schema).option("basePath", str(self.path(spec))).parquet(*files)
+                if files
+                else spark.createDataFrame([], schema)
+            )
+        frame = frame.where(where) if where else frame
+        return _with_spec_columns(frame, spec)
 
     def read_arrow(self, spec: TableSpec, partition: Partition | None = None) -> pa.Table:
         """The table (or one partition) read in this process with delta-rs, for small
@@ -196,6 +198,17 @@ class DeltaStore:
         table = DeltaTable(str(self.path(spec)))
         filters = [(c, "=", v) for c, v in partition.items()] if partition else None
         return pa.table(table.to_pyarrow_table(filters=filters))
+
+
+def _with_spec_columns(frame: DataFrame, spec: TableSpec) -> DataFrame:
+    """``frame`` with the columns added to ``spec`` since the table was written, as nulls."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    for field in spec.schema:
+        if field.name not in frame.columns:
+            frame = frame.withColumn(field.name, F.lit(None).cast(from_arrow_type(field.type)))
+    return frame
 
 
 def _plain_arrow_schema(schema: Any) -> pa.Schema:

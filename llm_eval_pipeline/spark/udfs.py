@@ -156,6 +156,10 @@ def generate_outputs(
                     Col.LATENCY_MS: [float(o.latency_ms) for o in outputs],
                     Col.FINISH_REASON: [o.finish_reason for o in outputs],
                     Col.ERROR: [o.error for o in outputs],
+                    Col.OUTPUT_LOGPROB: [o.output_logprob for o in outputs],
+                    Col.OUTPUT_LOGPROB_TOKENS: pd.array(
+                        [o.output_logprob_tokens for o in outputs], "Int64"
+                    ),
                     Col.GENERATION_CONFIG_HASH: config_hash,
                     Col.EVAL_DATE: batch[Col.EVAL_DATE].to_numpy(),
                     Col.MODEL_ID: spec.name,
@@ -197,8 +201,8 @@ def scoring_context(spec: ModelSpec, config: MetricConfig, device: str) -> Scori
     if spec.backend != "transformers":
         if not config.scorer_model:
             context.perplexity_note = (
-                f"the {spec.backend} backend gives no token probabilities here; set "
-                "scorer_model to score its outputs with a local model"
+                f"no local model scores text for the {spec.backend} backend; set "
+                "scorer_model to choose one"
             )
             return context
         scorer_spec = ModelSpec(

@@ -54,6 +54,7 @@ def test_polarity_reads_negation_scope_per_clause() -> None:
     assert {"hump", "store", "fat", "bone"} <= polarity.affirmed
     assert Polarity.of("It has not erupted since 1707.").negated == set()
     assert Polarity.of("It is not only big but old.").negated == set()
+    assert Polarity.of("Echo: ;, ()") == Polarity(frozenset({"echo"}), frozenset())
 
 
 def test_unsupported_content_and_answer() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -81,6 +82,9 @@ def test_chat_success_reads_output_usage_and_finish_reason(server: FakeServer) -
     assert request.body["top_p"] == 0.9
     assert request.body["seed"] == 3
     assert request.body["stop"] == ["END"]
+    assert request.body["logprobs"] is True
+    assert (first.output_logprob, first.output_logprob_tokens) == (-1.5, 2)
+    assert second.output_logprob is None, "an answer without logprobs leaves them null"
 
 
 def test_completions_api_sends_prompt_and_reads_text(server: FakeServer) -> None:
@@ -95,6 +99,31 @@ def test_completions_api_sends_prompt_and_reads_text(server: FakeServer) -> None
     assert request.body["prompt"] == "complete me"
     assert "messages" not in request.body
     assert "stop" not in request.body, "an empty stop list is not sent"
+    assert request.body["logprobs"] == 0, "the chosen tokens' logprobs only"
+    assert (out.output_logprob, out.output_logprob_tokens) == (-1.5, 2)
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        {"content": [{"token": "a", "logprob": 0.5}]},
+        {"content": [{"token": "a", "logprob": "-1"}]},
+        {"content": []},
+        {"content": [{"token": "a", "logprob": float("-inf")}]},
+        "none",
+    ],
+)
+def test_unusable_logprobs_leave_the_sum_null(server: FakeServer, logprobs: object) -> None:
+    body = {"choices": [{"message": {"content": "x"}, "logprobs": logprobs}]}
+    server.script["q"] = [{"body": json.dumps(body, allow_nan=True).encode()}]
+    (out,) = make_backend(server.url).generate(rows("q"))
+    assert out.output == "x" and out.error is None and out.output_logprob is None
+
+
+def test_logprobs_can_be_turned_off(server: FakeServer) -> None:
+    (out,) = make_backend(server.url, logprobs=False).generate(rows("q"))
+    assert "logprobs" not in only(server, "q").body
+    assert out.output == "echo: q" and out.output_logprob is None
 
 
 def test_429_with_retry_after_is_retried(server: FakeServer) -> None:
@@ -226,7 +255,13 @@ def test_connection_refused_is_retried_then_reported(no_proxy: None) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"api": "embeddings"}, {"max_concurrency": 0}, {"timeout_s": 0}, {"base_url": "file:///x"}],
+    [
+        {"api": "embeddings"},
+        {"max_concurrency": 0},
+        {"timeout_s": 0},
+        {"base_url": "file:///x"},
+        {"logprobs": "yes"},
+    ],
 )
 def test_invalid_options_raise(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):

@@ -2,11 +2,20 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
 from llm_eval_pipeline.core.backends import load_backend
+from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer, join_continuation
+from llm_eval_pipeline.core.schema import Col
+from llm_eval_pipeline.core.scoring import (
+    NO_OWN_LOGPROBS,
+    NO_REFERENCES,
+    ScoringContext,
+    score_batch,
+)
 from llm_eval_pipeline.demo.models import QA_MODEL
 
 PROMPTS = [
@@ -77,3 +86,33 @@ def test_empty_continuation_has_no_score(lm) -> None:
     assert PerplexityScorer(model, tokenizer, render).score(["Q:"], [""]) == [None]
     with pytest.raises(ValueError, match="stride"):
         PerplexityScorer(model, tokenizer, render, max_context=16, stride=16)
+
+
+def test_own_logprobs_give_output_perplexity_before_the_scorer(lm) -> None:
+    model, tokenizer, render = lm
+    frame = pd.DataFrame(
+        {
+            Col.EXAMPLE_ID: ["own", "scored", "none"],
+            Col.PROMPT: ["Q: capital of France?", "Q: capital of Italy?", "Q: largest planet?"],
+            Col.CONTEXT: [None, None, None],
+            Col.REFERENCES: [["Paris"], ["Rome"], []],
+            Col.OUTPUT: [" Paris", " Rome", " Jupiter"],
+            Col.OUTPUT_LOGPROB: [-3.0, None, None],
+            Col.OUTPUT_LOGPROB_TOKENS: pd.array([2, None, None], "Int64"),
+        }
+    )
+    config = MetricConfig(groups=("perplexity",))
+    scorer = PerplexityScorer(model, tokenizer, render)
+    with_scorer = score_batch(frame, config, ScoringContext(perplexity=scorer))
+    own, scored, _ = with_scorer["output_perplexity"]
+    assert own == pytest.approx(math.exp(1.5))
+    (expected,) = scorer.score([render("Q: capital of Italy?", None)], [" Rome"])
+    assert scored == pytest.approx(expected.perplexity)
+    assert not math.isnan(with_scorer["reference_perplexity"][0])
+    assert with_scorer["metric_notes"][2] == {"perplexity": NO_REFERENCES}
+
+    remote = score_batch(frame, config, ScoringContext(perplexity_note="no local model"))
+    assert remote["output_perplexity"][0] == pytest.approx(math.exp(1.5))
+    assert remote["reference_perplexity"].isna().all()
+    assert remote["metric_notes"][0] == {"perplexity": "no local model"}
+    assert remote["metric_notes"][1] == {"perplexity": f"no local model; {NO_OWN_LOGPROBS}"}

@@ -2,6 +2,7 @@
 automation that follows the daily ingestion."""
 
 import datetime as dt
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,6 +31,7 @@ from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.settings import Settings
 from llm_eval_pipeline_tests.conftest import write_jsonl
+from llm_eval_pipeline_tests.openai_server import FakeServer, serve
 
 DAY = "2026-11-20"
 ROWS = [
@@ -193,8 +195,30 @@ def test_example_metrics_scores_the_partition_and_replaces_it(setup, spark) -> N
     assert metadata["rows"] == 5
     assert metadata["mean_exact_match"] == 1.0  # the logged answers are the references
     assert metadata["null_metrics"]["reference_perplexity"] == 5
-    assert "perplexity: the precomputed backend" in next(iter(metadata["null_reasons"]))
+    assert "for the precomputed backend" in next(iter(metadata["null_reasons"]))
     assert set(metadata["seconds_per_metric_group"]) >= {"rouge", "correctness"}
     stored = DeltaStore(settings.delta_dir).read(spark, EXAMPLE_METRICS)
     assert stored.count() == 5
     assert {r["metric_config_hash"] for r in stored.collect()} == {metadata["metric_config_hash"]}
+
+
+def test_an_endpoints_logprobs_give_output_perplexity(setup, spark, monkeypatch) -> None:
+    settings, instance = setup
+    with serve(FakeServer(), monkeypatch) as server:
+        remote = parse_spec(
+            {
+                "name": "remote",
+                "backend": "openai",
+                "options": {"base_url": server.url, "model": "m"},
+            }
+        )
+        register(settings, instance, remote)
+        assert run(settings, instance, ingest_examples, DAY).success
+        assert run(settings, instance, generations, key(DAY, "remote")).success
+    assert run(settings, instance, example_metrics, key(DAY, "remote")).success
+    store = DeltaStore(settings.delta_dir)
+    generated = store.read_arrow(GENERATIONS).to_pylist()
+    assert {(r[Col.OUTPUT_LOGPROB], r[Col.OUTPUT_LOGPROB_TOKENS]) for r in generated} == {(-1.5, 2)}
+    scored = store.read_arrow(EXAMPLE_METRICS).to_pylist()
+    assert [r["output_perplexity"] for r in scored] == pytest.approx([math.exp(0.75)] * 5)
+    assert all(r["reference_perplexity"] is None for r in scored)

@@ -1,5 +1,6 @@
 """The Delta store against real delta-rs tables and the real SparkSession."""
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -93,6 +94,18 @@ def test_schema_evolution_adds_a_column_old_partitions_read_null(store: DeltaSto
     # the old partition can still be rewritten with the narrower data
     store.write_partition(EVAL_EXAMPLES, examples(DAY_A, 1), {Col.EVAL_DATE: DAY_A})
     assert counts(store, spark) == {DAY_A: 1, DAY_B: 2}
+
+
+def test_a_table_older_than_its_spec_reads_the_new_columns_as_null(
+    store: DeltaStore, spark
+) -> None:
+    store.write_partition(EVAL_EXAMPLES, examples(DAY_A, 2), {Col.EVAL_DATE: DAY_A})
+    wider = dataclasses.replace(
+        EVAL_EXAMPLES, schema=EVAL_EXAMPLES.schema.append(pa.field("difficulty", pa.string()))
+    )
+    frame = store.read(spark, wider, {Col.EVAL_DATE: DAY_A})
+    assert frame.columns[-1] == "difficulty"
+    assert [r["difficulty"] for r in frame.collect()] == [None, None]
 
 
 def test_rows_outside_the_partition_are_refused(store: DeltaStore) -> None:

@@ -24,7 +24,9 @@ class GenerationInput:
 @dataclass(frozen=True)
 class GenerationOutput:
     """What a backend returns for one row. ``error`` is set (and ``output`` is None) when
-    this row failed; the others in its batch are unaffected."""
+    this row failed; the others in its batch are unaffected. ``output_logprob`` is the sum
+    of the output tokens' log-probabilities over ``output_logprob_tokens`` tokens, when
+    the backend reports them."""
 
     output: str | None
     prompt_tokens: int | None
@@ -32,6 +34,8 @@ class GenerationOutput:
     latency_ms: float
     finish_reason: str
     error: str | None = None
+    output_logprob: float | None = None
+    output_logprob_tokens: int | None = None
 
     @classmethod
     def failed(cls, error: str, latency_ms: float = 0.0) -> GenerationOutput:

@@ -5,7 +5,12 @@ Each row is one request. With ``api: chat`` (the default) the backend sends
 ``choices[0].message.content``; with ``api: completions`` it sends
 ``POST {base_url}/completions`` with the text as ``prompt`` and reads ``choices[0].text``.
 The request carries the spec's generation parameters (``max_tokens``, ``temperature``,
-``top_p``, ``seed`` and, when set, ``stop``); token counts come from ``usage``.
+``top_p``, ``seed`` and, when set, ``stop``); token counts come from ``usage``. It also asks
+for the output tokens' log-probabilities (``"logprobs": true`` for chat, ``"logprobs": 0``
+for completions, which returns the chosen tokens' only) unless the spec sets
+``logprobs: false``; their sum becomes ``output_logprob``, from which the metrics compute
+``output_perplexity`` with the evaluated model itself. An answer without them leaves it
+null.
 
 Options (``spec.options``): ``base_url`` and ``model`` (required), ``api``, ``api_key_env``
 (the *name* of an environment variable holding the key, sent as ``Authorization: Bearer``),
@@ -83,6 +88,7 @@ class _Outcome:
     prompt_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str = FINISH_STOP
+    logprobs: list[float] | None = None
     error: str | None = None
     retryable: bool = False
     retry_after: float | None = None
@@ -115,6 +121,9 @@ class OpenAIBackend:
         self.timeout_s = _number(options, "timeout_s", 30.0, 0.0, where, exclusive=True)
         self.max_retries = int(_number(options, "max_retries", 3, 0, where, whole=True))
         self.backoff_s = _number(options, "backoff_s", 0.5, 0.0, where)
+        self.logprobs = options.get("logprobs", True)
+        if not isinstance(self.logprobs, bool):
+            raise ValueError(f"{where}: logprobs must be true or false")
         self.api_key_env: str | None = options.get("api_key_env") or None
         self._key = _read_key(self.api_key_env, where)
         self._opener = urllib.request.build_opener(_NoRedirect())
@@ -152,12 +161,15 @@ class OpenAIBackend:
         for attempt in range(attempts):
             outcome = self._attempt(payload)
             if outcome.error is None:
+                logprobs = outcome.logprobs
                 return GenerationOutput(
                     outcome.output,
                     outcome.prompt_tokens,
                     outcome.output_tokens,
                     _elapsed_ms(start),
                     outcome.finish_reason,
+                    output_logprob=math.fsum(logprobs) if logprobs else None,
+                    output_logprob_tokens=len(logprobs) if logprobs else None,
                 )
             done = attempt + 1
             error = self._scrub(outcome.error)
@@ -194,6 +206,8 @@ class OpenAIBackend:
             body["messages"] = [{"role": "user", "content": text}]
         else:
             body["prompt"] = text
+        if self.logprobs:
+            body["logprobs"] = True if self.api == "chat" else 0
         return body
 
     def _attempt(self, payload: bytes) -> _Outcome:
@@ -259,6 +273,7 @@ class OpenAIBackend:
             prompt_tokens=_count(usage.get("prompt_tokens")),
             output_tokens=_count(usage.get("completion_tokens")),
             finish_reason=finish,
+            logprobs=_token_logprobs(choice.get("logprobs"), self.api),
         )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -324,6 +339,25 @@ def _number(
     ):
         raise problem
     return number
+
+
+def _token_logprobs(value: Any, api: str) -> list[float] | None:
+    """The chosen tokens' log-probabilities from a choice's ``logprobs``: chat gives
+    ``{"content": [{"token", "logprob"}, ...]}``, completions ``{"token_logprobs": [...]}``.
+    None when absent or when any entry is not a finite number <= 0."""
+    if not isinstance(value, dict):
+        return None
+    if api == "chat":
+        content = value.get("content")
+        items = [e.get("logprob") if isinstance(e, dict) else None for e in content or []]
+    else:
+        items = value.get("token_logprobs") or []
+    if not items or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v <= 0
+        for v in items
+    ):
+        return None
+    return [float(v) for v in items]
 
 
 def _retry_after(headers: Any) -> float | None:

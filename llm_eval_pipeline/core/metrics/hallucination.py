@@ -281,6 +281,8 @@ class Polarity:
         negated: set[str] = set()
         for clause in _CLAUSE.split(_words_to_numbers(sentence).lower()):
             words = _WORD.findall(clause)
+            if not words:
+                continue
             temporal = bool(_TEMPORAL & set(words))
             pending = False
             for word, following in zip(words, [*words[1:], ""], strict=True):

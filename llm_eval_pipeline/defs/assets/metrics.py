@@ -54,7 +54,13 @@ def example_metrics(
     session = spark.spark_session
     partition = {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
     generated = store.read(session, GENERATIONS, partition).select(
-        Col.EXAMPLE_ID, Col.OUTPUT, Col.GENERATION_CONFIG_HASH, Col.EVAL_DATE, Col.MODEL_ID
+        Col.EXAMPLE_ID,
+        Col.OUTPUT,
+        Col.OUTPUT_LOGPROB,
+        Col.OUTPUT_LOGPROB_TOKENS,
+        Col.GENERATION_CONFIG_HASH,
+        Col.EVAL_DATE,
+        Col.MODEL_ID,
     )
     examples = store.read(session, EVAL_EXAMPLES, {Col.EVAL_DATE: day}).select(
         Col.EXAMPLE_ID, Col.PROMPT, Col.CONTEXT, Col.REFERENCES
