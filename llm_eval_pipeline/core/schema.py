@@ -256,6 +256,89 @@ EXAMPLE_METRICS = TableSpec(
     },
 )
 
+OPERATIONAL_METRICS: tuple[str, ...] = ("error_rate", "latency_ms", "output_tokens", "tokens_per_s")
+"""Aggregated like the metrics, from ``generations``: ``error_rate`` (1 per failed row),
+``latency_ms`` and ``output_tokens`` per row; ``tokens_per_s`` is one value per partition,
+sum(output_tokens) / sum(latency_ms) * 1000 (see ``core.aggregate``)."""
+
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {
+        "reference_perplexity",
+        "output_perplexity",
+        "reference_bits_per_byte",
+        *METRIC_COLUMNS["hallucination"],
+        "error_rate",
+        "latency_ms",
+    }
+)
+"""Metrics where a smaller value is better; for the others (but ``output_tokens``, which
+has no better direction) larger is better."""
+
+NEUTRAL_METRICS: frozenset[str] = frozenset({"output_tokens"})
+
+
+class Agg:
+    """Column names of ``metric_aggregates``."""
+
+    METRIC = "metric"
+    COUNT = "count"
+    MEAN = "mean"
+    STD = "std"
+    P50 = "p50"
+    P90 = "p90"
+    CI_LOW = "ci_low"
+    CI_HIGH = "ci_high"
+    ROWS = "rows"
+    EXAMPLES_VERSION = "examples_version"
+    GENERATIONS_VERSION = "generations_version"
+    METRICS_VERSION = "metrics_version"
+
+
+METRIC_AGGREGATES = TableSpec(
+    name="metric_aggregates",
+    schema=pa.schema(
+        [
+            (Agg.METRIC, pa.string()),
+            (Agg.COUNT, pa.int64()),
+            (Agg.MEAN, pa.float64()),
+            (Agg.STD, pa.float64()),
+            (Agg.P50, pa.float64()),
+            (Agg.P90, pa.float64()),
+            (Agg.CI_LOW, pa.float64()),
+            (Agg.CI_HIGH, pa.float64()),
+            (Agg.ROWS, pa.int64()),
+            (METRIC_CONFIG_HASH, pa.string()),
+            (Agg.EXAMPLES_VERSION, pa.int64()),
+            (Agg.GENERATIONS_VERSION, pa.int64()),
+            (Agg.METRICS_VERSION, pa.int64()),
+            (Col.EVAL_DATE, pa.date32()),
+            (Col.MODEL_ID, pa.string()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE, Col.MODEL_ID),
+    description="One row per metric per day and model: count, mean, spread and a 95% "
+    "bootstrap confidence interval of the mean.",
+    column_docs={
+        Agg.METRIC: "A metric column of example_metrics, or an operational metric "
+        "(error_rate, latency_ms, output_tokens, tokens_per_s).",
+        Agg.COUNT: "Rows with a non-null value.",
+        Agg.MEAN: "Mean over those rows.",
+        Agg.STD: "Sample standard deviation (ddof=1); null with fewer than 2 values.",
+        Agg.P50: "Median.",
+        Agg.P90: "90th percentile (linear interpolation).",
+        Agg.CI_LOW: "Lower bound of the seeded percentile-bootstrap 95% CI of the mean.",
+        Agg.CI_HIGH: "Upper bound of that interval.",
+        Agg.ROWS: "Rows in the partition (generated outputs).",
+        METRIC_CONFIG_HASH: "Hash of the metric configuration the metrics came from.",
+        Agg.EXAMPLES_VERSION: "Delta version of eval_examples read.",
+        Agg.GENERATIONS_VERSION: "Delta version of generations read.",
+        Agg.METRICS_VERSION: "Delta version of example_metrics read.",
+        Col.EVAL_DATE: "The day partition.",
+        Col.MODEL_ID: "The model partition.",
+    },
+)
+
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS, EXAMPLE_METRICS)
+    t.name: t
+    for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS, EXAMPLE_METRICS, METRIC_AGGREGATES)
 }
