@@ -35,6 +35,11 @@ perplexity scorer model        --                       ``scorer_model``
 NLI model for hallucinations   --                       ``nli_model``
 judge endpoint                 --                       ``judge_base_url``, ``judge_model``,
                                                         ``judge_api_key_env``
+bootstrap resamples and seed   --                       ``bootstrap_resamples`` (1000),
+                                                        ``bootstrap_seed`` (0)
+regression checks              --                       ``regression_metrics`` (list),
+                                                        ``regression_margin`` (0.02),
+                                                        ``regression_severity`` (WARN)
 ============================== ======================== =========================
 """
 
@@ -56,6 +61,13 @@ DeltaEngineName = Literal["deltars", "spark"]
 PROFILES: tuple[str, ...] = ("local", "cluster")
 DELTA_ENGINES: tuple[str, ...] = ("deltars", "spark")
 DEFAULT_START_DATE = dt.date(2026, 1, 1)
+DEFAULT_REGRESSION_METRICS: tuple[str, ...] = (
+    "rougeL",
+    "answer_correctness",
+    "hallucination_index",
+    "reference_perplexity",
+)
+SEVERITIES: tuple[str, ...] = ("WARN", "ERROR")
 
 
 class SettingsError(ValueError):
@@ -91,6 +103,15 @@ class Settings:
     judge_base_url: str | None = None
     judge_model: str | None = None
     judge_api_key_env: str | None = None
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    regression_metrics: tuple[str, ...] = DEFAULT_REGRESSION_METRICS
+    regression_margin: float = 0.02
+    regression_severity: str = "WARN"
+
+    @property
+    def dashboard_dir(self) -> Path:
+        return self.home / "dashboard"
 
     @property
     def delta_dir(self) -> Path:
@@ -181,6 +202,9 @@ class Settings:
             roots = config.get("data_roots") or []
             if not isinstance(roots, list):
                 raise SettingsError(f"{config_path}: data_roots must be a list of folders")
+        severity = str(pick(None, "regression_severity", "WARN")).upper()
+        if severity not in SEVERITIES:
+            raise SettingsError(f"regression_severity {severity!r} is not one of {SEVERITIES}")
         spark_conf = config.get("spark_conf") or {}
         if not isinstance(spark_conf, Mapping):
             raise SettingsError(f"{config_path}: spark_conf must be a mapping")
@@ -216,6 +240,13 @@ class Settings:
             judge_base_url=config.get("judge_base_url"),
             judge_model=config.get("judge_model"),
             judge_api_key_env=config.get("judge_api_key_env"),
+            bootstrap_resamples=int(pick(None, "bootstrap_resamples", 1000)),
+            bootstrap_seed=int(pick(None, "bootstrap_seed", 0)),
+            regression_metrics=tuple(
+                config.get("regression_metrics") or DEFAULT_REGRESSION_METRICS
+            ),
+            regression_margin=float(pick(None, "regression_margin", 0.02)),
+            regression_severity=severity,
         )
 
 

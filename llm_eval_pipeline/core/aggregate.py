@@ -1,10 +1,35 @@
-"""Aggregates of per-example metrics."""
+"""Aggregates of per-example metrics: summaries with bootstrap confidence intervals, and
+the paired comparison of a model with the baseline that the regression checks use."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+
+from llm_eval_pipeline.core.schema import (
+    ALL_METRIC_COLUMNS,
+    LOWER_IS_BETTER,
+    NEUTRAL_METRICS,
+    Agg,
+    Col,
+)
+
+# bounds the memory of one bootstrap draw (resamples × values) to ~16 MB of float64
+_MAX_DRAW = 2_000_000
+
+
+def _bootstrap_means(data: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, _MAX_DRAW // max(1, data.size))
+    means = []
+    for start in range(0, resamples, per_chunk):
+        size = min(per_chunk, resamples - start)
+        means.append(data[rng.integers(0, data.size, size=(size, data.size))].mean(axis=1))
+    return np.concatenate(means)
 
 
 def bootstrap_ci(
@@ -18,8 +43,149 @@ def bootstrap_ci(
     data = data[~np.isnan(data)]
     if data.size == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(data, size=(resamples, data.size), replace=True).mean(axis=1)
+    means = _bootstrap_means(data, resamples, seed)
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def summarize(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Count, mean, sample standard deviation (ddof=1, NaN below 2 values), median, 90th
+    percentile (linear interpolation) and the 95% bootstrap CI of the non-NaN values."""
+    data = np.asarray(values, dtype="float64")
+    data = data[~np.isnan(data)]
+    if data.size == 0:
+        return {Agg.COUNT: 0} | dict.fromkeys(
+            (Agg.MEAN, Agg.STD, Agg.P50, Agg.P90, Agg.CI_LOW, Agg.CI_HIGH), math.nan
+        )
+    low, high = bootstrap_ci(data, resamples, seed=seed)
+    return {
+        Agg.COUNT: int(data.size),
+        Agg.MEAN: float(data.mean()),
+        Agg.STD: float(data.std(ddof=1)) if data.size > 1 else math.nan,
+        Agg.P50: float(np.quantile(data, 0.5)),
+        Agg.P90: float(np.quantile(data, 0.9)),
+        Agg.CI_LOW: low,
+        Agg.CI_HIGH: high,
+    }
+
+
+def aggregate_partition(
+    metrics: pd.DataFrame, generations: pd.DataFrame, resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """One row per metric for one day×model partition (columns ``Agg.METRIC``, the
+    :func:`summarize` fields and ``Agg.ROWS``).
+
+    Every metric column of ``metrics`` (an ``example_metrics`` partition) with at least one
+    value is summarised, and from ``generations`` the operational metrics: ``error_rate``
+    (1.0 for a failed row, else 0.0), ``latency_ms`` and ``output_tokens`` of the rows
+    that succeeded, and ``tokens_per_s`` = sum(output_tokens) / sum(latency_ms) × 1000,
+    one value per partition (count = rows it covers, no interval)."""
+    rows = len(generations)
+    out = []
+    for name in ALL_METRIC_COLUMNS:
+        if name in metrics and metrics[name].notna().any():
+            out.append({Agg.METRIC: name, **summarize(metrics[name], resamples, seed)})
+    failed = generations[Col.ERROR].notna().to_numpy(dtype="float64")
+    ok = generations[generations[Col.ERROR].isna()]
+    out.append({Agg.METRIC: "error_rate", **summarize(failed, resamples, seed)})
+    for name in (Col.LATENCY_MS, Col.OUTPUT_TOKENS):
+        values = ok[name].to_numpy(dtype="float64", na_value=np.nan)
+        if (~np.isnan(values)).any():
+            out.append({Agg.METRIC: name, **summarize(values, resamples, seed)})
+    timed = ok[ok[Col.OUTPUT_TOKENS].notna() & ok[Col.LATENCY_MS].notna()]
+    seconds = timed[Col.LATENCY_MS].sum() / 1000
+    if len(timed) and seconds > 0:
+        out.append(
+            {
+                **summarize([], resamples, seed),
+                Agg.METRIC: "tokens_per_s",
+                Agg.COUNT: len(timed),
+                Agg.MEAN: float(timed[Col.OUTPUT_TOKENS].sum() / seconds),
+            }
+        )
+    frame = pd.DataFrame(out)
+    frame[Agg.ROWS] = rows
+    return frame
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Candidate minus baseline on the examples both have a value for: the means, the mean
+    difference and its bootstrap confidence interval."""
+
+    metric: str
+    n: int
+    candidate_mean: float
+    baseline_mean: float
+    difference: float
+    ci_low: float
+    ci_high: float
+
+    def worse_by(self) -> float:
+        """How much worse the candidate is at the interval's most favourable end (> 0:
+        worse with the interval's confidence), in the metric's units; NaN for a metric
+        with no better direction."""
+        if self.metric in NEUTRAL_METRICS:
+            return math.nan
+        return self.ci_low if self.metric in LOWER_IS_BETTER else -self.ci_high
+
+
+def paired_difference(
+    metric: str,
+    candidate: pd.Series,
+    baseline: pd.Series,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """Paired bootstrap of the mean difference: both series are indexed by example id;
+    the examples where both have a value are resampled together (Koehn 2004, "Statistical
+    Significance Tests for Machine Translation Evaluation")."""
+    both = pd.concat([candidate.rename("c"), baseline.rename("b")], axis=1, join="inner")
+    both = both.dropna()
+    diff = (both["c"] - both["b"]).to_numpy(dtype="float64")
+    low, high = bootstrap_ci(diff, resamples, level, seed)
+    nan = math.nan
+    return PairedDifference(
+        metric=metric,
+        n=len(both),
+        candidate_mean=float(both["c"].mean()) if len(both) else nan,
+        baseline_mean=float(both["b"].mean()) if len(both) else nan,
+        difference=float(diff.mean()) if len(diff) else nan,
+        ci_low=low,
+        ci_high=high,
+    )
+
+
+def is_regression(difference: PairedDifference, relative_margin: float) -> bool:
+    """Whether the candidate is worse than the baseline by more than ``relative_margin`` ×
+    |baseline mean| with the interval's confidence (the whole interval lies beyond it)."""
+    margin = relative_margin * abs(difference.baseline_mean)
+    worse = difference.worse_by()
+    return bool(difference.n and not math.isnan(worse) and worse > margin)
+
+
+def valid_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take by its definition (see ``core/metrics``)."""
+    if metric == "semantic_similarity":
+        return (-1.0, 1.0)
+    if metric in ("reference_perplexity", "output_perplexity"):
+        return (1.0, math.inf)
+    if metric in ("reference_bits_per_byte", Col.LATENCY_MS, Col.OUTPUT_TOKENS, "tokens_per_s"):
+        return (0.0, math.inf)
+    return (0.0, 1.0)
+
+
+def out_of_range(metrics: pd.DataFrame) -> dict[str, int]:
+    """Per metric column of ``metrics``, how many values lie outside :func:`valid_range`
+    (NaN is not counted: a null metric carries its reason in ``metric_notes``)."""
+    counts = {}
+    for name in ALL_METRIC_COLUMNS:
+        if name in metrics:
+            low, high = valid_range(name)
+            values = metrics[name].to_numpy(dtype="float64", na_value=np.nan)
+            bad = int(((values < low - 1e-9) | (values > high + 1e-9)).sum())
+            if bad:
+                counts[name] = bad
+    return counts

@@ -184,7 +184,10 @@ GENERATIONS = TableSpec(
         Col.OUTPUT: "The model's output, stop strings removed; null when the row failed.",
         Col.PROMPT_TOKENS: "Tokens in the templated prompt (null when the backend cannot say).",
         Col.OUTPUT_TOKENS: "Tokens generated, up to the stop.",
-        Col.LATENCY_MS: "Wall time of the batch (or request) that produced the row.",
+        Col.LATENCY_MS: (
+            "Time the row cost: its request's wall time (remote backends), or its share of "
+            "its batch's wall time (local batched models)."
+        ),
         Col.FINISH_REASON: "stop | length | error.",
         Col.ERROR: "Why this row failed; null when it succeeded.",
         Col.OUTPUT_LOGPROB: (
@@ -275,6 +278,15 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
 has no better direction) larger is better."""
 
 NEUTRAL_METRICS: frozenset[str] = frozenset({"output_tokens"})
+
+HEADLINE_METRICS: tuple[str, ...] = (
+    "rougeL",
+    "answer_correctness",
+    "hallucination_index",
+    "reference_perplexity",
+    "error_rate",
+)
+"""The metrics a leaderboard shows first."""
 
 
 class Agg:

@@ -8,7 +8,7 @@ of their own, which the new-model sensor and ``llm-eval`` use.)
 
 from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
 
-from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, GENERATIONS
+from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, GENERATIONS, METRIC_AGGREGATES
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY, QUARANTINE_KEY
 
 INGEST_JOB = "daily_ingest"
@@ -22,8 +22,8 @@ daily_ingest_job = define_asset_job(
 
 generation_job = define_asset_job(
     GENERATION_JOB,
-    selection=AssetSelection.assets(GENERATIONS.name, EXAMPLE_METRICS.name),
-    description="Generate and score one day×model.",
+    selection=AssetSelection.assets(GENERATIONS.name, EXAMPLE_METRICS.name, METRIC_AGGREGATES.name),
+    description="Generate, score and aggregate one day×model.",
 )
 
 # 06:00 UTC, for the previous day's partition.

@@ -10,7 +10,7 @@ from dagster_pyspark import PySparkResource
 from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, JudgeConfig, MetricConfig
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.delta.store import DeltaStore
-from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline.settings import DEFAULT_REGRESSION_METRICS, Settings
 from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_workers
 
 
@@ -65,6 +65,11 @@ class MetricsResource(ConfigurableResource):
     judge_model: str | None = None
     judge_api_key_env: str | None = None
     judge_cache_dir: str | None = None
+    bootstrap_resamples: int = 1000
+    bootstrap_seed: int = 0
+    regression_metrics: list[str] = list(DEFAULT_REGRESSION_METRICS)
+    regression_margin: float = 0.02
+    regression_severity: str = "WARN"
 
     def config(self) -> MetricConfig:
         judge = None
@@ -81,6 +86,17 @@ class MetricsResource(ConfigurableResource):
             nli_model=self.nli_model,
             judge=judge,
         )
+
+
+class TrackingResource(ConfigurableResource):
+    """Where runs and the dashboard go: the MLflow tracking URI, the artifact location of
+    new experiments, and the dashboard folder; how often a failed MLflow call is retried."""
+
+    tracking_uri: str
+    artifact_location: str | None = None
+    dashboard_dir: str
+    retries: int = 3
+    backoff_s: float = 2.0
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -112,5 +128,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             judge_model=settings.judge_model,
             judge_api_key_env=settings.judge_api_key_env,
             judge_cache_dir=str(settings.home / "judge_cache"),
+            bootstrap_resamples=settings.bootstrap_resamples,
+            bootstrap_seed=settings.bootstrap_seed,
+            regression_metrics=list(settings.regression_metrics),
+            regression_margin=settings.regression_margin,
+            regression_severity=settings.regression_severity,
+        ),
+        "tracking": TrackingResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_location=settings.mlartifacts_dir.as_uri(),
+            dashboard_dir=str(settings.dashboard_dir),
         ),
     }

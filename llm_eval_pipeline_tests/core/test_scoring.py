@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llm_eval_pipeline.core.aggregate import bootstrap_ci
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, METRIC_NOTES, Col
 from llm_eval_pipeline.core.scoring import NO_OUTPUT, NO_REFERENCES, score_batch
@@ -100,14 +99,6 @@ def test_labelled_set_rankings() -> None:
     )
     assert hallucination_auc >= 0.9
     assert correctness_auc >= 0.9
-
-
-def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
-    values = np.linspace(0, 1, 101)
-    low, high = bootstrap_ci(values, resamples=500, seed=3)
-    assert (low, high) == bootstrap_ci(values, resamples=500, seed=3)
-    assert low < values.mean() < high
-    assert all(math.isnan(v) for v in bootstrap_ci([float("nan")]))
 
 
 def test_unknown_group_is_refused() -> None:

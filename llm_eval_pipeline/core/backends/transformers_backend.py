@@ -12,7 +12,8 @@ is seeded with ``seed`` before each batch. Prompts longer than the context minus
 ``max_new_tokens`` lose their start (the question sits at the end). A batch that raises is
 retried one row at a time, so one bad row gets an error and the rest their outputs.
 
-``latency_ms`` is the wall time of the batch that produced the row.
+``latency_ms`` is the row's share of the wall time of its batch (batch time / rows), so
+that the latencies of a partition add up to its generation time.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class TransformersBackend:
             generated = self.model.generate(
                 input_ids=input_ids, attention_mask=attention, generation_config=hf_config, **extra
             )
-        latency_ms = (time.perf_counter() - start) * 1000
+        latency_ms = (time.perf_counter() - start) * 1000 / len(input_ids)
         new_tokens = generated[:, input_ids.shape[1] :].tolist()
         prompt_tokens = attention.sum(dim=1).tolist()
         return [

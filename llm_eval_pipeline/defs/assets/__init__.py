@@ -1,7 +1,8 @@
 """Software-defined assets, one module per stage of the pipeline."""
 
+from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
 from llm_eval_pipeline.defs.assets.metrics import example_metrics
 
-ALL_ASSETS = [ingest_examples, generations, example_metrics]
+ALL_ASSETS = [ingest_examples, generations, example_metrics, metric_aggregates]

@@ -18,7 +18,7 @@ from llm_eval_pipeline.core.models import ModelSpec, ModelSpecError
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY
 from llm_eval_pipeline.defs.automation import after_upstream_updates
-from llm_eval_pipeline.defs.metadata import column_schema, markdown_preview
+from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, markdown_preview
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, ModelsResource
 from llm_eval_pipeline.spark.udfs import TaskStats, generate_outputs
@@ -50,6 +50,7 @@ def registered_spec(models: ModelsResource, model_id: str) -> ModelSpec:
     automation_condition=after_upstream_updates,
     kinds={"spark", "delta", "pytorch"},
     group_name=GROUP,
+    owners=OWNERS,
     description=(
         "Each registered model's output for every example of the day, generated in batches "
         "by a Spark mapInPandas UDF (the model loaded once per Python worker, on the GPU "

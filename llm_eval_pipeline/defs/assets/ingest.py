@@ -20,7 +20,7 @@ from dagster_pyspark import PySparkResource
 
 from llm_eval_pipeline.core.dataset import DatasetReadError, discover_sources, ingest
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES, Col
-from llm_eval_pipeline.defs.metadata import column_schema, markdown_preview
+from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, markdown_preview
 from llm_eval_pipeline.defs.partitions import daily_partitions
 from llm_eval_pipeline.defs.resources import DatasetResource, DeltaStoreResource
 
@@ -44,6 +44,7 @@ QUARANTINE_PREVIEW_COLUMNS = [Col.SOURCE_FILE, Col.SOURCE_ROW, Col.FIELD, Col.RE
             ),
             kinds={"delta", "spark", "python"},
             group_name=GROUP,
+            owners=OWNERS,
             metadata={"dagster/column_schema": column_schema(EVAL_EXAMPLES)},
         ),
         AssetSpec(
@@ -54,6 +55,7 @@ QUARANTINE_PREVIEW_COLUMNS = [Col.SOURCE_FILE, Col.SOURCE_ROW, Col.FIELD, Col.RE
             ),
             kinds={"delta", "python"},
             group_name=GROUP,
+            owners=OWNERS,
             metadata={"dagster/column_schema": column_schema(QUARANTINED_EXAMPLES)},
         ),
     ],

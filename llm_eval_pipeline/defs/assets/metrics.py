@@ -17,7 +17,7 @@ from llm_eval_pipeline.core.schema import (
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of, registered_spec
 from llm_eval_pipeline.defs.automation import after_upstream_updates
-from llm_eval_pipeline.defs.metadata import column_schema
+from llm_eval_pipeline.defs.metadata import OWNERS, column_schema
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
 from llm_eval_pipeline.spark.udfs import TaskStats, score_outputs
@@ -32,6 +32,7 @@ GROUP = "metrics"
     automation_condition=after_upstream_updates,
     kinds={"spark", "delta", "pytorch"},
     group_name=GROUP,
+    owners=OWNERS,
     description=(
         "Every output's metrics (ROUGE, answer correctness, perplexity, hallucination "
         "index, optionally an LLM judge), computed by core.scoring.score_batch in a Spark "

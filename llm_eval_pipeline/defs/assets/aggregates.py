@@ -1,0 +1,236 @@
+"""The gold table: per-metric aggregates of each day×model, with its regression checks."""
+
+import datetime as dt
+import math
+
+import pandas as pd
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from llm_eval_pipeline.core.aggregate import (
+    PairedDifference,
+    aggregate_partition,
+    is_regression,
+    out_of_range,
+    paired_difference,
+)
+from llm_eval_pipeline.core.schema import (
+    EVAL_EXAMPLES,
+    EXAMPLE_METRICS,
+    GENERATIONS,
+    LOWER_IS_BETTER,
+    METRIC_AGGREGATES,
+    METRIC_CONFIG_HASH,
+    Agg,
+    Col,
+)
+from llm_eval_pipeline.defs.assets.generation import partition_of
+from llm_eval_pipeline.defs.automation import after_upstream_updates
+from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, leaderboard_markdown
+from llm_eval_pipeline.defs.partitions import day_model_partitions
+from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
+from llm_eval_pipeline.delta.store import DeltaStore
+
+GROUP = "reporting"
+REGRESSION_CHECK = "no_regression_vs_baseline"
+RANGE_CHECK = "metrics_in_valid_range"
+ERROR_RATE_CHECK = "error_rate_under_threshold"
+WORST_EXAMPLES = 5
+
+
+@asset(
+    key=METRIC_AGGREGATES.name,
+    deps=[EXAMPLE_METRICS.name, GENERATIONS.name],
+    partitions_def=day_model_partitions,
+    automation_condition=after_upstream_updates,
+    kinds={"delta", "pandas"},
+    group_name=GROUP,
+    owners=OWNERS,
+    description=(
+        "Per metric of each day×model: count, mean, standard deviation, p50, p90 and a "
+        "seeded 95% bootstrap confidence interval of the mean; error rate, latency and "
+        "tokens/s of the generation; the Delta versions it read. Checks compare each model "
+        "with the registry's baseline on the same examples (paired bootstrap)."
+    ),
+    metadata={"dagster/column_schema": column_schema(METRIC_AGGREGATES)},
+    check_specs=[
+        AssetCheckSpec(
+            REGRESSION_CHECK,
+            asset=METRIC_AGGREGATES.name,
+            description="No metric is worse than the baseline model's on the same day and "
+            "examples beyond the configured margin, with 95% confidence (paired bootstrap).",
+        ),
+        AssetCheckSpec(
+            RANGE_CHECK,
+            asset=METRIC_AGGREGATES.name,
+            description="Every per-example metric lies in its valid range.",
+        ),
+        AssetCheckSpec(
+            ERROR_RATE_CHECK,
+            asset=METRIC_AGGREGATES.name,
+            description="The generation error rate is at most max_error_rate.",
+        ),
+    ],
+)
+def metric_aggregates(
+    context: AssetExecutionContext,
+    models: ModelsResource,
+    metrics: MetricsResource,
+    delta: DeltaStoreResource,
+) -> MaterializeResult:
+    """Aggregate one day×model partition, replace it in Delta, and run its checks."""
+    day, model_id = partition_of(context)
+    store = delta.store()
+    partition = {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
+    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
+    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
+    if scored.empty:
+        raise Failure(
+            description=f"no example_metrics for {model_id} on {day}: materialize "
+            "generations and example_metrics for this partition first"
+        )
+    table = aggregate_partition(
+        scored, generated, metrics.bootstrap_resamples, metrics.bootstrap_seed
+    )
+    hashes = sorted(set(scored[METRIC_CONFIG_HASH].dropna()))
+    table[METRIC_CONFIG_HASH] = ",".join(hashes)
+    table[Agg.EXAMPLES_VERSION] = store.version(EVAL_EXAMPLES)
+    table[Agg.GENERATIONS_VERSION] = store.version(GENERATIONS)
+    table[Agg.METRICS_VERSION] = store.version(EXAMPLE_METRICS)
+    table[Col.EVAL_DATE] = day
+    table[Col.MODEL_ID] = model_id
+    arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
+    version = store.write_partition(METRIC_AGGREGATES, arrow, partition)
+
+    registry = models.registry()
+    baseline = registry.baseline()
+    day_table = store.read_arrow(METRIC_AGGREGATES, {Col.EVAL_DATE: day}).to_pandas()
+    means = {
+        row[Agg.METRIC]: float(row[Agg.MEAN])
+        for _, row in table.iterrows()
+        if not math.isnan(row[Agg.MEAN])
+    }
+    context.log.info(f"{model_id} on {day}: {len(table)} metrics aggregated")
+    return MaterializeResult(
+        metadata={
+            **{name: MetadataValue.float(value) for name, value in means.items()},
+            "leaderboard": MetadataValue.md(
+                leaderboard_markdown(day_table, baseline.name if baseline else None)
+            ),
+            "rows": int(len(generated)),
+            "metric_config_hash": ",".join(hashes),
+            "delta_version": version,
+            "delta_table": MetadataValue.path(str(store.path(METRIC_AGGREGATES))),
+            "dagster/row_count": len(table),
+        },
+        check_results=[
+            regression_check(
+                store, day, model_id, baseline.name if baseline else None, scored, metrics
+            ),
+            range_check(scored),
+            error_rate_check(means.get("error_rate", 0.0), models.max_error_rate),
+        ],
+    )
+
+
+def regression_check(
+    store: DeltaStore,
+    day: dt.date,
+    model_id: str,
+    baseline: str | None,
+    scored: pd.DataFrame,
+    metrics: MetricsResource,
+) -> AssetCheckResult:
+    """Paired bootstrap against the baseline's metrics on the same day and examples."""
+    if baseline is None or baseline == model_id:
+        note = "no baseline model in the registry" if baseline is None else "this is the baseline"
+        return AssetCheckResult(check_name=REGRESSION_CHECK, passed=True, metadata={"note": note})
+    reference = store.read_arrow(
+        EXAMPLE_METRICS, {Col.EVAL_DATE: day, Col.MODEL_ID: baseline}
+    ).to_pandas()
+    if reference.empty:
+        return AssetCheckResult(
+            check_name=REGRESSION_CHECK,
+            passed=True,
+            metadata={"note": f"baseline {baseline} has no metrics for {day} yet"},
+        )
+    candidate = scored.set_index(Col.EXAMPLE_ID)
+    reference = reference.set_index(Col.EXAMPLE_ID)
+    compared: list[PairedDifference] = [
+        paired_difference(
+            name,
+            candidate[name],
+            reference[name],
+            metrics.bootstrap_resamples,
+            seed=metrics.bootstrap_seed,
+        )
+        for name in metrics.regression_metrics
+        if name in candidate and name in reference
+    ]
+    regressed = [d for d in compared if is_regression(d, metrics.regression_margin)]
+    metadata: dict[str, object] = {
+        "baseline": baseline,
+        "margin": f"{metrics.regression_margin:.0%} of the baseline mean",
+        "comparison": MetadataValue.md(_comparison_markdown(compared, regressed)),
+    }
+    for diff in regressed:
+        change = candidate[diff.metric] - reference[diff.metric]
+        worst = change.dropna().sort_values(ascending=diff.metric not in LOWER_IS_BETTER)
+        metadata[f"{diff.metric}_worst_examples"] = MetadataValue.json(
+            {str(k): round(float(v), 4) for k, v in worst.head(WORST_EXAMPLES).items()}
+        )
+    return AssetCheckResult(
+        check_name=REGRESSION_CHECK,
+        passed=not regressed,
+        severity=AssetCheckSeverity(metrics.regression_severity),
+        description=(
+            f"worse than {baseline} on {', '.join(d.metric for d in regressed)}"
+            if regressed
+            else f"no metric worse than {baseline} beyond the margin"
+        ),
+        metadata=metadata,
+    )
+
+
+def _comparison_markdown(
+    compared: list[PairedDifference], regressed: list[PairedDifference]
+) -> str:
+    lines = [
+        "| metric | n | model | baseline | difference [95% CI] | regression |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for d in compared:
+        lines.append(
+            f"| {d.metric} | {d.n} | {d.candidate_mean:.4f} | {d.baseline_mean:.4f} | "
+            f"{d.difference:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}] | "
+            f"{'yes' if d in regressed else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def range_check(scored: pd.DataFrame) -> AssetCheckResult:
+    bad = out_of_range(scored)
+    return AssetCheckResult(
+        check_name=RANGE_CHECK,
+        passed=not bad,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"out_of_range": MetadataValue.json(bad)},
+    )
+
+
+def error_rate_check(error_rate: float, threshold: float) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=ERROR_RATE_CHECK,
+        passed=error_rate <= threshold,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"error_rate": error_rate, "max_error_rate": threshold},
+    )

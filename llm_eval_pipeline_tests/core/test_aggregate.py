@@ -1,0 +1,128 @@
+"""Aggregates against a direct pandas computation, the bootstrap's coverage, and the
+paired comparison behind the regression checks."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llm_eval_pipeline.core.aggregate import (
+    aggregate_partition,
+    bootstrap_ci,
+    is_regression,
+    out_of_range,
+    paired_difference,
+)
+from llm_eval_pipeline.core.schema import Agg, Col
+
+
+def partition(seed: int = 0, n: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ids = [f"e{i}" for i in range(n)]
+    metrics = pd.DataFrame(
+        {
+            Col.EXAMPLE_ID: ids,
+            "rougeL": rng.uniform(0, 1, n),
+            "reference_perplexity": rng.uniform(5, 50, n),
+            "exact_match": np.where(np.arange(n) % 4 == 0, np.nan, rng.integers(0, 2, n)),
+        }
+    )
+    failed = np.arange(n) % 10 == 0
+    generations = pd.DataFrame(
+        {
+            Col.EXAMPLE_ID: ids,
+            Col.ERROR: np.where(failed, "boom", None),
+            Col.LATENCY_MS: np.where(failed, 0.0, rng.uniform(10, 100, n)),
+            Col.OUTPUT_TOKENS: pd.array(np.where(failed, None, rng.integers(1, 30, n)), "Int64"),
+        }
+    )
+    return metrics, generations
+
+
+def test_aggregates_equal_a_direct_pandas_computation() -> None:
+    metrics, generations = partition()
+    table = aggregate_partition(metrics, generations, resamples=200, seed=1).set_index(Agg.METRIC)
+    for name in ("rougeL", "reference_perplexity", "exact_match"):
+        column = metrics[name].dropna()
+        row = table.loc[name]
+        assert row[Agg.COUNT] == len(column)
+        assert row[Agg.MEAN] == pytest.approx(column.mean())
+        assert row[Agg.STD] == pytest.approx(column.std())
+        assert row[Agg.P50] == pytest.approx(column.quantile(0.5))
+        assert row[Agg.P90] == pytest.approx(column.quantile(0.9))
+        assert row[Agg.CI_LOW] < row[Agg.MEAN] < row[Agg.CI_HIGH]
+    ok = generations[generations[Col.ERROR].isna()]
+    assert table.loc["error_rate", Agg.MEAN] == pytest.approx(0.1)
+    assert table.loc["latency_ms", Agg.COUNT] == len(ok)
+    assert table.loc["tokens_per_s", Agg.MEAN] == pytest.approx(
+        ok[Col.OUTPUT_TOKENS].sum() / ok[Col.LATENCY_MS].sum() * 1000
+    )
+    assert math.isnan(table.loc["tokens_per_s", Agg.CI_LOW])
+    assert set(table[Agg.ROWS]) == {40}
+    assert "rouge1" not in table.index, "a metric with no value has no row"
+
+
+def test_aggregates_are_deterministic_under_the_seed() -> None:
+    metrics, generations = partition()
+    first = aggregate_partition(metrics, generations, resamples=100, seed=7)
+    pd.testing.assert_frame_equal(first, aggregate_partition(metrics, generations, 100, 7))
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
+    values = np.linspace(0, 1, 101)
+    low, high = bootstrap_ci(values, resamples=500, seed=3)
+    assert (low, high) == bootstrap_ci(values, resamples=500, seed=3)
+    assert low < values.mean() < high
+    assert all(math.isnan(v) for v in bootstrap_ci([float("nan")]))
+
+
+def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time() -> None:
+    rng = np.random.default_rng(0)
+    trials = 300
+    covered = 0
+    for trial in range(trials):
+        sample = rng.exponential(scale=2.0, size=60)  # skewed, true mean 2.0
+        low, high = bootstrap_ci(sample, resamples=400, seed=trial)
+        covered += low <= 2.0 <= high
+    assert 0.88 <= covered / trials <= 0.99
+
+
+def test_identical_models_are_no_regression_and_a_planted_one_is() -> None:
+    rng = np.random.default_rng(1)
+    ids = [f"e{i}" for i in range(200)]
+    baseline = pd.Series(rng.uniform(0.3, 0.9, 200), index=ids)
+    same = paired_difference("answer_correctness", baseline.copy(), baseline)
+    assert same.difference == 0 and same.ci_low == 0 == same.ci_high
+    assert not is_regression(same, relative_margin=0.02)
+
+    worse = paired_difference("answer_correctness", baseline - 0.1, baseline, seed=3)
+    assert worse.difference == pytest.approx(-0.1)
+    assert is_regression(worse, relative_margin=0.02)
+    assert not is_regression(worse, relative_margin=0.5), "within a wide margin"
+
+    perplexity = pd.Series(rng.uniform(5, 9, 200), index=ids)
+    assert is_regression(paired_difference("reference_perplexity", perplexity + 1, perplexity), 0)
+    assert not is_regression(
+        paired_difference("reference_perplexity", perplexity - 1, perplexity), 0
+    ), "lower perplexity is better"
+
+
+def test_paired_difference_uses_only_shared_examples() -> None:
+    candidate = pd.Series([1.0, 0.0, np.nan], index=["a", "b", "c"])
+    baseline = pd.Series([0.0, 0.0, 1.0, 1.0], index=["a", "b", "c", "d"])
+    diff = paired_difference("exact_match", candidate, baseline)
+    assert (diff.n, diff.candidate_mean, diff.baseline_mean) == (2, 0.5, 0.0)
+    empty = paired_difference("exact_match", candidate.iloc[:0], baseline)
+    assert empty.n == 0 and not is_regression(empty, 0.0)
+
+
+def test_out_of_range_values_are_counted_per_metric() -> None:
+    frame = pd.DataFrame(
+        {
+            "rougeL": [0.0, 1.0, 1.2, np.nan],
+            "semantic_similarity": [-0.5, 1.0, 0.2, 0.1],
+            "reference_perplexity": [0.5, 3.0, np.nan, 1.0],
+        }
+    )
+    assert out_of_range(frame) == {"rougeL": 1, "reference_perplexity": 1}
