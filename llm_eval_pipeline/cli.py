@@ -8,7 +8,7 @@ llm-eval score INPUT --output OUT [--metrics GROUPS] [--model NAME_OR_PATH]
 llm-eval demo [--days N]
 llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
              [--models a,b]
-llm-eval ui [--port 3000]
+llm-eval ui [--port 3000] [--mlflow-port 5000]
 """
 
 from __future__ import annotations
@@ -108,22 +108,70 @@ def prepare_dagster_home(settings: Settings) -> Path:
     return settings.dagster_home
 
 
-def start_ui(settings: Settings, port: int) -> int:
-    """Replace this process with ``dagster dev`` bound to 127.0.0.1."""
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(prepare_dagster_home(settings)),
-        "LLM_EVAL_HOME": str(settings.home),
-    }
-    dagster = str(Path(sys.executable).with_name("dagster"))
+def ui_commands(settings: Settings, port: int, mlflow_port: int) -> dict[str, list[str]]:
+    """The two servers ``llm-eval ui`` starts, both on 127.0.0.1."""
+    bin_dir = Path(sys.executable).parent
     target = (
         ["-w", "workspace.yaml"]
         if Path("workspace.yaml").exists()
         else ["-m", "llm_eval_pipeline.definitions"]
     )
+    settings.mlartifacts_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "dagster": [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), *target],
+        "mlflow": [
+            str(bin_dir / "mlflow"),
+            "ui",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--backend-store-uri",
+            settings.mlflow_tracking_uri,
+            "--default-artifact-root",
+            settings.mlartifacts_dir.as_uri(),
+        ],
+    }
+
+
+def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
+    """Run ``dagster dev`` and ``mlflow ui`` until Ctrl-C (or until one exits), then stop
+    both. A remote ``MLFLOW_TRACKING_URI`` has its own UI, so only Dagster starts then."""
+    import signal
+    import subprocess
+    import time
+
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(prepare_dagster_home(settings)),
+        "LLM_EVAL_HOME": str(settings.home),
+    }
+    commands = ui_commands(settings, port, mlflow_port)
+    if settings.mlflow_tracking_uri_override and not settings.mlflow_tracking_uri.startswith(
+        "sqlite:"
+    ):
+        del commands["mlflow"]
+        print(f"MLflow: {settings.mlflow_tracking_uri} (MLFLOW_TRACKING_URI)")
+    else:
+        print(f"MLflow UI on http://127.0.0.1:{mlflow_port} ({settings.mlflow_tracking_uri})")
     print(f"Dagster UI on http://127.0.0.1:{port} (instance: {env['DAGSTER_HOME']})")
-    os.execve(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), *target], env)
-    return 0  # not reached
+    print("Ctrl-C stops both.")
+    servers = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    try:
+        while all(p.poll() is None for p in servers.values()):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in servers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in servers.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return max((p.returncode or 0) for p in servers.values())
 
 
 def run_pipeline(settings: Settings, request: RunRequest) -> int:
@@ -378,8 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: nli_model from config.yaml)",
     )
 
-    ui = commands.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
-    ui.add_argument("--port", type=int, default=3000)
+    ui = commands.add_parser("ui", help="start the Dagster and MLflow UIs on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000, help="Dagster UI port (3000)")
+    ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (5000)")
     return parser
 
 
@@ -388,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
         if args.command == "ui":
-            return start_ui(settings, args.port)
+            return start_ui(settings, args.port, args.mlflow_port)
         if args.command == "models":
             return models_command(settings, args)
         if args.command == "score":

@@ -199,3 +199,53 @@ def test_score_names_a_missing_column(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "answer": "y"}])
     code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.jsonl")])
     assert code == 1 and "no 'prediction' column" in err and str(source) in err
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
+def test_ui_starts_dagster_and_mlflow_on_loopback_and_ctrl_c_stops_both(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    dagster_port, mlflow_port = free_port(), free_port()
+    env = {**os.environ, "LLM_EVAL_HOME": str(tmp_path / "home"), "LLM_EVAL_SPARK_UI": "false"}
+    exe = Path(sys.executable).with_name("llm-eval")
+    command = [str(exe), "ui", "--port", str(dagster_port), "--mlflow-port", str(mlflow_port)]
+    process = subprocess.Popen(
+        command,
+        cwd=Path(__file__).parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    dagster = f"http://127.0.0.1:{dagster_port}/server_info"
+    mlflow = f"http://127.0.0.1:{mlflow_port}/health"
+    try:
+        deadline = time.monotonic() + 180
+        while not (answers(dagster) and answers(mlflow)):
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "the UIs did not answer within 180 s"
+            time.sleep(1)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert "Ctrl-C stops both" in output
+    assert not answers(dagster) and not answers(mlflow)
