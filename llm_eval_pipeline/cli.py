@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import yaml
 
@@ -36,7 +37,10 @@ from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
     EXAMPLE_METRICS,
     GENERATIONS,
+    HEADLINE_METRICS,
+    METRIC_AGGREGATES,
     QUARANTINED_EXAMPLES,
+    Agg,
     Col,
     TableSpec,
 )
@@ -58,8 +62,8 @@ SUMMARY_TABLES: tuple[TableSpec, ...] = (
     QUARANTINED_EXAMPLES,
     GENERATIONS,
     EXAMPLE_METRICS,
+    METRIC_AGGREGATES,
 )
-SUMMARY_METRICS = ("rougeL", "answer_correctness", "hallucination_index", "reference_perplexity")
 
 
 class CliError(Exception):
@@ -179,7 +183,7 @@ def run_pipeline(settings: Settings, request: RunRequest) -> int:
     from dagster import DagsterInstance, MultiPartitionKey
 
     from llm_eval_pipeline.definitions import build_definitions
-    from llm_eval_pipeline.defs.jobs import GENERATION_JOB, INGEST_JOB
+    from llm_eval_pipeline.defs.jobs import DASHBOARD_JOB, GENERATION_JOB, INGEST_JOB
     from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 
     registered = [spec.name for spec in ModelRegistry(settings.models_yaml).load()]
@@ -197,20 +201,43 @@ def run_pipeline(settings: Settings, request: RunRequest) -> int:
     defs = build_definitions(settings)
     ingest, generate = defs.resolve_job_def(INGEST_JOB), defs.resolve_job_def(GENERATION_JOB)
     failures = 0
+    steps = len(request.days) * (1 + len(models)) + 1
+    done = 0
     for day in request.days:
-        if not _execute(ingest, day.isoformat(), instance, f"{day}"):
+        done += 1
+        if not _execute(ingest, day.isoformat(), instance, f"[{done}/{steps}] {day}"):
             failures += 1
+            done += len(models)
             continue
         for model in models:
+            done += 1
             key = MultiPartitionKey({Col.EVAL_DATE: day.isoformat(), Col.MODEL_ID: model})
-            failures += not _execute(generate, key, instance, f"{day} {model}")
+            failures += not _execute(generate, key, instance, f"[{done}/{steps}] {day} {model}")
     if not models:
         print(f"No models registered in {settings.models_yaml}: ingestion only.")
+    else:
+        dashboard = defs.resolve_job_def(DASHBOARD_JOB)
+        failures += not _execute(dashboard, None, instance, f"[{steps}/{steps}] dashboard")
     print_summary(settings, request.days)
+    print_next_steps(settings)
     return 1 if failures else 0
 
 
-def _execute(job, partition_key: str, instance, label: str) -> bool:
+def print_next_steps(settings: Settings) -> None:
+    from llm_eval_pipeline.defs.assets.tracking import DASHBOARD_FILE
+
+    dashboard = settings.dashboard_dir / DASHBOARD_FILE
+    if dashboard.exists():
+        print(f"\nDashboard: {dashboard.as_uri()}")
+    print(f"MLflow runs: {settings.mlflow_tracking_uri}")
+    print(
+        "Open the UIs: `make ui` (Dagster on http://127.0.0.1:3000, MLflow on "
+        "http://127.0.0.1:5000); both use this home: "
+        f"LLM_EVAL_HOME={settings.home}"
+    )
+
+
+def _execute(job, partition_key: str | None, instance, label: str) -> bool:
     result = job.execute_in_process(
         partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
     )
@@ -244,34 +271,40 @@ def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
             else:
                 shown = ", ".join(f"{r[Col.MODEL_ID]}: {r['count_all']} rows" for r in parts)
             print(f"      {day}  {shown or '-'}")
-    print_metric_summary(store, days)
+    print_leaderboard(store, days)
 
 
-def print_metric_summary(store, days: Sequence[dt.date]) -> None:
-    """Per model over the days run: means, and the median for perplexity (a few
-    unlikely references dominate its mean)."""
+def print_leaderboard(store, days: Sequence[dt.date]) -> None:
+    """The latest day's headline metrics per model, with 95% bootstrap intervals."""
     import pyarrow.compute as pc
 
-    if store.version(EXAMPLE_METRICS) is None:
+    if store.version(METRIC_AGGREGATES) is None:
         return
-    table = store.read_arrow(EXAMPLE_METRICS)
+    table = store.read_arrow(METRIC_AGGREGATES)
     table = table.filter(pc.is_in(table.column(Col.EVAL_DATE), value_set=pa.array(days)))
     if not table.num_rows:
         return
-    header = "".join(f"{name:>22}" for name in SUMMARY_METRICS)
-    print(f"\nMetrics over {len(days)} days (perplexity: median){header}")
-    for model in sorted(set(table.column(Col.MODEL_ID).to_pylist())):
-        rows = table.filter(pc.equal(table.column(Col.MODEL_ID), model))
+    frame = table.to_pandas()
+    latest = max(frame[Col.EVAL_DATE])
+    day = frame[frame[Col.EVAL_DATE] == latest]
+    print(f"\nLeaderboard for {latest} (mean [95% CI]):")
+    header = "".join(f"{name:>30}" for name in HEADLINE_METRICS)
+    print(f"  {'model':<20}{header}")
+    for model, rows in day.groupby(Col.MODEL_ID, sort=True):
+        by_metric = rows.set_index(Agg.METRIC)
         cells = []
-        for name in SUMMARY_METRICS:
-            values = rows.column(name).drop_null()
-            values = values.filter(pc.invert(pc.is_nan(values)))
-            if not len(values):
-                cells.append(f"{'-':>22}")
+        for name in HEADLINE_METRICS:
+            if name not in by_metric.index:
+                cells.append(f"{'-':>30}")
                 continue
-            stat = pc.approximate_median(values) if "perplexity" in name else pc.mean(values)
-            cells.append(f"{stat.as_py():>22.3f}")
-        print(f"  {model:<40}{''.join(cells)}")
+            row = by_metric.loc[name]
+            ci = (
+                ""
+                if pd.isna(row[Agg.CI_LOW])
+                else f" [{row[Agg.CI_LOW]:.3f}, {row[Agg.CI_HIGH]:.3f}]"
+            )
+            cells.append(f"{row[Agg.MEAN]:.3f}{ci}".rjust(30))
+        print(f"  {model:<20}{''.join(cells)}")
 
 
 def build_demo(settings: Settings, force: bool = False) -> list[str]:

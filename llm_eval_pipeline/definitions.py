@@ -9,7 +9,12 @@ from __future__ import annotations
 from dagster import Definitions
 
 from llm_eval_pipeline.defs.assets import ALL_ASSETS
-from llm_eval_pipeline.defs.jobs import daily_ingest_job, daily_ingest_schedule, generation_job
+from llm_eval_pipeline.defs.jobs import (
+    daily_ingest_job,
+    daily_ingest_schedule,
+    dashboard_job,
+    generation_job,
+)
 from llm_eval_pipeline.defs.resources import build_resources
 from llm_eval_pipeline.defs.sensors import automation_sensor, new_model_sensor
 from llm_eval_pipeline.settings import Settings, get_settings
@@ -18,7 +23,7 @@ from llm_eval_pipeline.settings import Settings, get_settings
 def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=ALL_ASSETS,
-        jobs=[daily_ingest_job, generation_job],
+        jobs=[daily_ingest_job, generation_job, dashboard_job],
         schedules=[daily_ingest_schedule],
         sensors=[new_model_sensor, automation_sensor],
         resources=build_resources(settings),

@@ -13,6 +13,8 @@ import pytest
 # Settings are read once per process, so the run's home is chosen before any import of
 # the package reads them. Variables a developer may have set are cleared.
 for _name in list(os.environ):
+    if _name == "LLM_EVAL_SCREENSHOTS":  # browser tests save README screenshots when set
+        continue
     if _name.startswith("LLM_EVAL_") or _name in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
         del os.environ[_name]
 RUN_HOME = Path(tempfile.mkdtemp(prefix="llm_eval_test_home_"))

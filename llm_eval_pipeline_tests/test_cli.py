@@ -11,13 +11,22 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
+from mlflow import MlflowClient
 
 from llm_eval_pipeline.cli import latest_day, main
 from llm_eval_pipeline.core.models import ModelRegistry
-from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, QUARANTINED_EXAMPLES, Col
+from llm_eval_pipeline.core.schema import (
+    EVAL_EXAMPLES,
+    GENERATIONS,
+    METRIC_AGGREGATES,
+    QUARANTINED_EXAMPLES,
+    Agg,
+    Col,
+)
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.demo.models import QA_MODEL, RANDOM_MODEL
 from llm_eval_pipeline.settings import get_settings
+from llm_eval_pipeline.tracking.mlflow_runs import experiment_name
 from llm_eval_pipeline_tests.conftest import write_jsonl
 
 
@@ -78,12 +87,32 @@ def test_demo_ingests_and_generates_three_days_for_both_models(spark, tiny_model
 
     instance = DagsterInstance.from_config(str(settings.dagster_home))
     runs = instance.get_runs()
-    partitions = sorted(r.tags["dagster/partition"] for r in runs[:9])
+    assert runs[0].job_name == "refresh_dashboard" and runs[0].is_success
+    partitions = sorted(r.tags["dagster/partition"] for r in runs[1:10])
     assert partitions == sorted(
         [str(d) for d in days] + [f"{d}|{m}" for d in days for m in (RANDOM_MODEL, QA_MODEL)]
     )
-    assert all(r.is_success for r in runs[:9])
+    assert all(r.is_success for r in runs[:10])
     assert set(instance.get_dynamic_partitions("models")) >= {RANDOM_MODEL, QA_MODEL}
+
+    aggregates = store.read_arrow(METRIC_AGGREGATES).to_pandas()
+    assert len(aggregates.groupby([Col.EVAL_DATE, Col.MODEL_ID])) == 6
+    latest = aggregates[aggregates[Col.EVAL_DATE] == days[-1]].set_index([Col.MODEL_ID, Agg.METRIC])
+    # these tiny models are trained for 100 steps only: perplexity shows it, ROUGE not yet
+    assert (
+        latest.loc[(QA_MODEL, "reference_perplexity"), Agg.P50]
+        < latest.loc[(RANDOM_MODEL, "reference_perplexity"), Agg.P50]
+    )
+    assert f"Leaderboard for {days[-1]}" in out
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name("demo_eval"))
+    eval_runs = client.search_runs([experiment.experiment_id], "tags.`llm_eval.kind` = 'eval'")
+    assert len(eval_runs) == 6
+    assert {r.data.tags["llm_eval.model_id"] for r in eval_runs} == {RANDOM_MODEL, QA_MODEL}
+    dashboard = settings.dashboard_dir / "index.html"
+    assert dashboard.as_uri() in out
+    assert QA_MODEL in dashboard.read_text(encoding="utf-8")
 
 
 def test_models_add_list_remove() -> None:

@@ -12,3 +12,11 @@ after_upstream_updates = (
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
 ).with_label("after_upstream_updates")
+
+# An unpartitioned asset over all day×model partitions (the dashboard) refreshes after any
+# of them is updated, once none is still running.
+after_any_upstream_update = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("after_any_upstream_update")

@@ -10,9 +10,11 @@ from dagster import AssetSelection, build_schedule_from_partitioned_job, define_
 
 from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, GENERATIONS, METRIC_AGGREGATES
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY, QUARANTINE_KEY
+from llm_eval_pipeline.defs.assets.tracking import DASHBOARD_KEY, MLFLOW_RUNS_KEY
 
 INGEST_JOB = "daily_ingest"
 GENERATION_JOB = "evaluate_models"
+DASHBOARD_JOB = "refresh_dashboard"
 
 daily_ingest_job = define_asset_job(
     INGEST_JOB,
@@ -22,8 +24,16 @@ daily_ingest_job = define_asset_job(
 
 generation_job = define_asset_job(
     GENERATION_JOB,
-    selection=AssetSelection.assets(GENERATIONS.name, EXAMPLE_METRICS.name, METRIC_AGGREGATES.name),
-    description="Generate, score and aggregate one day×model.",
+    selection=AssetSelection.assets(
+        GENERATIONS.name, EXAMPLE_METRICS.name, METRIC_AGGREGATES.name, MLFLOW_RUNS_KEY
+    ),
+    description="Generate, score, aggregate and log to MLflow one day×model.",
+)
+
+dashboard_job = define_asset_job(
+    DASHBOARD_JOB,
+    selection=AssetSelection.assets(DASHBOARD_KEY),
+    description="Render the dashboard over every day and model.",
 )
 
 # 06:00 UTC, for the previous day's partition.

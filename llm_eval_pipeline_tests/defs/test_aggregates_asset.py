@@ -5,7 +5,15 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance, materialize
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    evaluate_automation_conditions,
+    materialize,
+)
+from mlflow import MlflowClient
 
 from llm_eval_pipeline.core.models import ModelRegistry, parse_spec
 from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, METRIC_AGGREGATES, Agg, Col
@@ -18,10 +26,12 @@ from llm_eval_pipeline.defs.assets.aggregates import (
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
 from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.tracking import DASHBOARD_KEY, eval_dashboard, mlflow_eval_runs
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
-from llm_eval_pipeline.defs.resources import build_resources
+from llm_eval_pipeline.defs.resources import TrackingResource, build_resources
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline.tracking.mlflow_runs import experiment_name
 from llm_eval_pipeline_tests.conftest import write_jsonl
 from llm_eval_pipeline_tests.defs.test_generation_asset import key
 
@@ -80,7 +90,7 @@ def chain(home: Settings, tmp_path: Path, spark):
             raise_on_error=False,
         )
 
-    return settings, run
+    return settings, run, instance
 
 
 def checks(result) -> dict:
@@ -88,7 +98,7 @@ def checks(result) -> dict:
 
 
 def test_gold_table_metadata_and_checks(chain) -> None:
-    settings, run = chain
+    settings, run, _ = chain
     base = run("base")
     assert base.success
     assert checks(base)[REGRESSION_CHECK].metadata["note"].value == "this is the baseline"
@@ -132,3 +142,75 @@ def test_gold_table_metadata_and_checks(chain) -> None:
     assert again.success
     rerun = store.read_arrow(METRIC_AGGREGATES).to_pandas()
     assert len(rerun) == len(table), "a re-run replaces the partition"
+
+
+def test_mlflow_run_is_reused_and_the_dashboard_follows(chain) -> None:
+    settings, run, instance = chain
+    assert run("base").success and run("worse").success
+    resources = build_resources(settings)
+    logged = [
+        materialize(
+            [mlflow_eval_runs],
+            partition_key=key(DAY, "worse"),
+            resources=resources,
+            instance=instance,
+        )
+        for _ in range(2)
+    ]
+    assert all(r.success for r in logged)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name("capitals"))
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, "a re-materialization updates the run"
+    (mlflow_run,) = runs
+    assert mlflow_run.data.tags["dagster.run_id"] == logged[1].run_id
+    assert mlflow_run.data.tags["llm_eval.eval_date"] == DAY
+    assert mlflow_run.data.params["generation_config_hash"]
+    assert 0 <= mlflow_run.data.metrics["answer_correctness.ci_low"] <= 1
+    names = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
+    assert "examples.json" in names
+
+    automation = Definitions(assets=[metric_aggregates, eval_dashboard], resources=resources)
+    result = evaluate_automation_conditions(defs=automation, instance=instance)
+    assert result.get_requested_partitions(AssetKey(DASHBOARD_KEY)) == set()
+    assert run("same").success  # new aggregates land
+    result = evaluate_automation_conditions(
+        defs=automation, instance=instance, cursor=result.cursor
+    )
+    assert result.get_requested_partitions(AssetKey(DASHBOARD_KEY)) == {None}
+    dashboard = materialize([eval_dashboard], resources=resources, instance=instance)
+    assert dashboard.success
+    page = (settings.dashboard_dir / "index.html").read_text(encoding="utf-8")
+    assert all(f'data-model="{m}"' in page for m in ("base", "same", "worse"))
+
+
+def test_mlflow_down_fails_clearly_and_leaves_delta_intact(chain, monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    settings, run, instance = chain
+    assert run("base").success
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    resources = build_resources(settings)
+    resources["tracking"] = TrackingResource(
+        tracking_uri=f"http://127.0.0.1:{closed}",
+        dashboard_dir=str(settings.dashboard_dir),
+        retries=1,
+        backoff_s=0.01,
+    )
+    before = DeltaStore(settings.delta_dir).version(METRIC_AGGREGATES)
+    result = materialize(
+        [mlflow_eval_runs],
+        partition_key=key(DAY, "base"),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"127.0.0.1:{closed}" in message and "Delta tables are written" in message
+    assert DeltaStore(settings.delta_dir).version(METRIC_AGGREGATES) == before

@@ -4,5 +4,13 @@ from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
 from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.tracking import eval_dashboard, mlflow_eval_runs
 
-ALL_ASSETS = [ingest_examples, generations, example_metrics, metric_aggregates]
+ALL_ASSETS = [
+    ingest_examples,
+    generations,
+    example_metrics,
+    metric_aggregates,
+    mlflow_eval_runs,
+    eval_dashboard,
+]

@@ -1,0 +1,1 @@
+"""MLflow tracking: evaluation runs, charts and the dashboard run (no Dagster, no Spark)."""
