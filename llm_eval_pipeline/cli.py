@@ -14,9 +14,13 @@ llm-eval ui [--port 3000] [--mlflow-port 5000]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -141,10 +145,6 @@ def ui_commands(settings: Settings, port: int, mlflow_port: int) -> dict[str, li
 def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
     """Run ``dagster dev`` and ``mlflow ui`` until Ctrl-C (or until one exits), then stop
     both. A remote ``MLFLOW_TRACKING_URI`` has its own UI, so only Dagster starts then."""
-    import signal
-    import subprocess
-    import time
-
     env = {
         **os.environ,
         "DAGSTER_HOME": str(prepare_dagster_home(settings)),
@@ -160,22 +160,37 @@ def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
         print(f"MLflow UI on http://127.0.0.1:{mlflow_port} ({settings.mlflow_tracking_uri})")
     print(f"Dagster UI on http://127.0.0.1:{port} (instance: {env['DAGSTER_HOME']})")
     print("Ctrl-C stops both.")
-    servers = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
+    # Handled (not ignored, as in a background job) so that the servers start with the
+    # default dispositions and stop on SIGINT; SIGTERM stops them the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    servers = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True)
+        for name, cmd in commands.items()
+    }
     try:
         while all(p.poll() is None for p in servers.values()):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        for process in servers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in servers.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_servers(list(servers.values()))
     return max((p.returncode or 0) for p in servers.values())
+
+
+def stop_servers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> None:
+    """SIGINT to each server, then SIGTERM and SIGKILL to its whole process group (a
+    server's own workers included) for those still running after ``grace_s``."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + grace_s
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, stop)
 
 
 def run_pipeline(settings: Settings, request: RunRequest) -> int:

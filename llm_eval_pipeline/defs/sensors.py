@@ -78,5 +78,7 @@ automation_sensor = AutomationConditionSensorDefinition(
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="Evaluates the assets' automation conditions: once the daily schedule has "
-    "ingested a day, every registered model's day×model partitions of that day run.",
+    "ingested a day, every registered model's day×model chain of that day runs "
+    "(generations, example_metrics, metric_aggregates, mlflow_eval_runs), and the "
+    "dashboard refreshes after new aggregates land.",
 )

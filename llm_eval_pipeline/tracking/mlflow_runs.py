@@ -44,6 +44,9 @@ TAG_DATE = "llm_eval.eval_date"
 TAG_KIND = "llm_eval.kind"
 EXAMPLES_ARTIFACT = "examples.json"
 DASHBOARD_ARTIFACT = "dashboard.html"
+# MLflow's UI opens an experiment of this kind on its runs table, not on the GenAI views.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_EVALUATION = "custom_model_development"
 
 CHART_METRICS: frozenset[str] = frozenset(
     {
@@ -223,7 +226,9 @@ class _Target:
                 database = Path(self.tracking_uri.removeprefix("sqlite:///")).resolve()
                 location = (database.parent / "mlartifacts").as_uri()
             try:
-                return client.create_experiment(name, artifact_location=location)
+                return client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_EVALUATION}
+                )
             except MlflowException as exc:  # created meanwhile by a concurrent partition
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
