@@ -288,6 +288,20 @@ HEADLINE_METRICS: tuple[str, ...] = (
 )
 """The metrics a leaderboard shows first."""
 
+PRIMARY_METRICS: tuple[str, ...] = (
+    "answer_correctness",
+    "hallucination_index",
+    "judge_correctness",
+    "semantic_similarity",
+    "token_f1",
+    "exact_match",
+    *ROUGE_TYPES,
+    "reference_perplexity",
+    "output_perplexity",
+)
+"""The quality metrics the dashboard draws and MLflow charts, in order (the components
+behind them stay in the tables)."""
+
 
 class Agg:
     """Column names of ``metric_aggregates``."""

@@ -21,7 +21,7 @@ from llm_eval_pipeline.core.schema import (
     LOWER_IS_BETTER,
     NEUTRAL_METRICS,
     OPERATIONAL_METRICS,
-    ROUGE_TYPES,
+    PRIMARY_METRICS,
     Agg,
     Col,
 )
@@ -43,9 +43,7 @@ def _known(*names: str) -> tuple[str, ...]:
 ANSWER_CORRECTNESS, HALLUCINATION_INDEX = _known("answer_correctness", "hallucination_index")
 CORRECTNESS_REASON = f"lowest {ANSWER_CORRECTNESS}"
 HALLUCINATION_REASON = f"highest {HALLUCINATION_INDEX}"
-_QUALITY = ("judge_correctness", "semantic_similarity", "token_f1", "exact_match", *ROUGE_TYPES)
-_COSTS = ("reference_perplexity", "output_perplexity", "error_rate", "latency_ms", "tokens_per_s")
-PRIMARY_METRICS = _known(ANSWER_CORRECTNESS, HALLUCINATION_INDEX, *_QUALITY, *_COSTS)
+SHOWN_METRICS = _known(*PRIMARY_METRICS, "error_rate", "latency_ms", "tokens_per_s")
 """The metrics the page shows, in order; those without data are left out."""
 WORST_COLUMNS = (Col.MODEL_ID, Col.EVAL_DATE, Col.EXAMPLE_ID, Col.PROMPT, REFERENCE)
 WORST_COLUMNS += (Col.OUTPUT, ANSWER_CORRECTNESS, HALLUCINATION_INDEX, REASON)
@@ -102,7 +100,7 @@ def _prepare(aggregates: pd.DataFrame) -> pd.DataFrame:
     model ids as ``str``, numbers as ``float`` (NaN where missing)."""
     cols = [Col.EVAL_DATE, Col.MODEL_ID, Agg.METRIC, Agg.MEAN, Agg.CI_LOW, Agg.CI_HIGH]
     frame = aggregates.reindex(columns=cols)
-    frame = frame[frame[Agg.METRIC].isin(PRIMARY_METRICS)].copy()
+    frame = frame[frame[Agg.METRIC].isin(SHOWN_METRICS)].copy()
     for col in cols[3:]:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame = frame[frame[Agg.MEAN].abs() < math.inf]
@@ -188,7 +186,7 @@ def _chart(metric: str, rows: pd.DataFrame, days: list[date], colors: dict[str, 
 def _metrics_in(frame: pd.DataFrame) -> list[str]:
     """The primary metrics present in ``frame``, in page order."""
     present = set(frame[Agg.METRIC])
-    return [m for m in PRIMARY_METRICS if m in present]
+    return [m for m in SHOWN_METRICS if m in present]
 
 
 def _best(means: dict[str, float], metric: str) -> set[str]:
@@ -344,7 +342,7 @@ def render_dashboard(
 
     ``aggregates`` holds ``metric_aggregates`` rows of any days and models (``eval_date``
     as dates or timestamps); ``worst`` is what :func:`worst_examples` returns. Metrics
-    outside :data:`PRIMARY_METRICS`, and rows whose mean is missing, are left out."""
+    outside :data:`SHOWN_METRICS`, and rows whose mean is missing, are left out."""
     frame = _prepare(aggregates)
     models = sorted(set(frame[Col.MODEL_ID]))
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(models)}

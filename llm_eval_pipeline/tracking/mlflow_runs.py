@@ -36,7 +36,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-from llm_eval_pipeline.core.schema import METRIC_COLUMNS, Agg
+from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg
 
 TAG_DATASET = "llm_eval.dataset"
 TAG_MODEL = "llm_eval.model_id"
@@ -48,13 +48,7 @@ DASHBOARD_ARTIFACT = "dashboard.html"
 EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_EVALUATION = "custom_model_development"
 
-CHART_METRICS: frozenset[str] = frozenset(
-    {
-        "rouge1", "rouge2", "rougeL", "rougeLsum", "exact_match", "token_f1",
-        "semantic_similarity", "answer_correctness", "hallucination_index",
-        "reference_perplexity", "output_perplexity", "judge_correctness",
-    }
-)  # fmt: skip
+CHART_METRICS: frozenset[str] = frozenset(PRIMARY_METRICS)
 """Metrics whose per-example distribution is charted (one PNG per metric group)."""
 
 _STATS = (Agg.MEAN, Agg.CI_LOW, Agg.CI_HIGH, Agg.STD, Agg.P50, Agg.P90, Agg.COUNT)

@@ -19,9 +19,9 @@ from llm_eval_pipeline.tracking.dashboard import (
     CORRECTNESS_REASON,
     HALLUCINATION_INDEX,
     HALLUCINATION_REASON,
-    PRIMARY_METRICS,
     REASON,
     REFERENCE,
+    SHOWN_METRICS,
     WORST_COLUMNS,
     render_dashboard,
     worst_examples,
@@ -97,7 +97,7 @@ def expected_lines() -> dict[str, set[str]]:
     return {
         metric: {m for m, values in by_model.items() if any(not math.isnan(v) for v in values)}
         for metric, by_model in MEANS.items()
-        if metric in PRIMARY_METRICS
+        if metric in SHOWN_METRICS
     }
 
 
@@ -113,7 +113,7 @@ def test_one_line_per_model_in_each_chart_of_a_metric_with_data() -> None:
     for metric, models in expected_lines().items():
         lines = re.findall(r'<path class="series-line" data-model="([^"]+)"', found[metric])
         assert sorted(lines) == sorted(models), metric
-    assert list(found) == [m for m in PRIMARY_METRICS if m in found]
+    assert list(found) == [m for m in SHOWN_METRICS if m in found]
 
 
 def test_missing_means_are_skipped_and_no_nan_reaches_the_svg() -> None:
