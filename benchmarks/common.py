@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +41,35 @@ def demo_model_specs(models_dir: Path | None = None) -> dict[str, Any]:
     models_dir = models_dir or get_settings().models_dir
     build_demo_models(models_dir, Path(demo_dataset_path()), log=lambda _: None)
     return {spec.name: spec for spec in demo_specs(models_dir)}
+
+
+@dataclass
+class Result:
+    """One row of RESULTS.md: a hot path measured against what a user would otherwise
+    run, side by side in one process."""
+
+    id: str  # "B1"
+    title: str  # "ROUGE 1/2/L/Lsum on 10,000 pairs"
+    baseline_label: str  # "rouge-score loop"
+    ours_label: str  # "rouge_scores (rouge-score-rs)"
+    baseline: Timing | None
+    ours: Timing | None
+    ratio: float | None  # how many times better ours is (baseline / ours, or a rate ratio)
+    goal: str  # "identical, >= 50x"
+    met: bool
+    notes: list[str] = field(default_factory=list)  # checks done, extra measurements
+
+    def lines(self) -> list[str]:
+        out = [f"{self.id} {self.title}"]
+        if self.baseline is not None:
+            out.append(f"  {self.baseline_label:<34} {self.baseline.describe()}")
+        if self.ours is not None:
+            out.append(f"  {self.ours_label:<34} {self.ours.describe()}")
+        if self.ratio is not None:
+            out.append(f"  {'ratio':<34} {self.ratio:.2f}x")
+        out.append(f"  goal {self.goal}: {'met' if self.met else 'NOT met'}")
+        out.extend(f"  {note}" for note in self.notes)
+        return out
+
+    def print(self) -> None:
+        print("\n".join(self.lines()), flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import demo_model_specs, repeat
+from benchmarks.common import Result, demo_model_specs, repeat
 from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.backends.base import GenerationInput
@@ -53,39 +53,52 @@ def one_at_a_time(backend, inputs: list[GenerationInput], max_new_tokens: int) -
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    print(
-        f"B4 greedy generation, {args.prompts} prompts, {args.repetitions} repetitions, "
-        f"torch {torch.__version__}, {args.threads} threads"
-    )
-    print(f"{'model':<12} {'side':<22} {'median (min-max)':<34} {'tokens':>7} {'tokens/s':>9}")
+def run(repetitions: int = 5, quick: bool = False, n_prompts: int = 256) -> list[Result]:
+    n_prompts = 32 if quick else n_prompts
+    results = []
     for name, spec in demo_model_specs().items():
         spec = replace(spec, generation=replace(spec.generation, stop=()))
         backend = load_backend(spec)
-        inputs = prompts(spec, args.prompts)
+        inputs = prompts(spec, n_prompts)
         max_new = spec.generation.max_new_tokens
         batched = [(o.output, o.output_tokens) for o in backend.generate(inputs)]
         reference = one_at_a_time(backend, inputs, max_new)
         mismatches = sum(a != b for a, b in zip(batched, reference, strict=True))
         if mismatches:
-            raise SystemExit(f"{name}: {mismatches} outputs differ between the two sides")
+            raise SystemExit(f"B4 {name}: {mismatches} outputs differ between the two sides")
         tokens = sum(n for _, n in reference)
-        loop_time, _ = repeat(partial(one_at_a_time, backend, inputs, max_new), args.repetitions)
-        batch_time, _ = repeat(partial(backend.generate, inputs), args.repetitions)
-        for side, timing in (("one at a time", loop_time), ("batched backend", batch_time)):
-            rate = tokens / timing.median
-            print(f"{name:<12} {side:<22} {timing.describe():<34} {tokens:>7} {rate:>9.0f}")
-        print(
-            f"{name:<12} ratio (tokens/s batched / one at a time): "
-            f"{loop_time.median / batch_time.median:.1f}x; outputs identical: yes"
+        loop_time, _ = repeat(partial(one_at_a_time, backend, inputs, max_new), repetitions)
+        batch_time, _ = repeat(partial(backend.generate, inputs), repetitions)
+        ratio = loop_time.median / batch_time.median
+        results.append(
+            Result(
+                "B4",
+                f"greedy generation of {n_prompts} prompts, {name} "
+                f"(batch size {backend.batch_size}, max {max_new} new tokens)",
+                "one-prompt-at-a-time generate loop",
+                "batched transformers backend",
+                loop_time,
+                batch_time,
+                ratio,
+                "same outputs, >= 5x the tokens/s",
+                ratio >= 5,
+                [
+                    f"outputs identical; {tokens} tokens: "
+                    f"{tokens / loop_time.median:.0f} vs {tokens / batch_time.median:.0f} tokens/s",
+                ],
+            )
         )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for result in run(args.repetitions, args.quick, args.prompts):
+        result.print()
 
 
 if __name__ == "__main__":

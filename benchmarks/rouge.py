@@ -13,7 +13,7 @@ from functools import partial
 
 from rouge_score import rouge_scorer
 
-from benchmarks.common import repeat
+from benchmarks.common import Result, repeat
 from llm_eval_pipeline.core.metrics.rouge import rouge_scores
 from llm_eval_pipeline.core.schema import ROUGE_TYPES
 
@@ -73,20 +73,38 @@ def ours(data: list[tuple[str, str]]) -> list[tuple[float, ...]]:
     return list(zip(*(scores[t] for t in ROUGE_TYPES), strict=True))
 
 
+def run(repetitions: int = 5, quick: bool = False, n_pairs: int = 10_000) -> list[Result]:
+    n_pairs = 1_000 if quick else n_pairs
+    data = pairs(n_pairs)
+    if reference_loop(data) != ours(data):
+        raise SystemExit("B1: scores differ between rouge-score and rouge_scores")
+    slow, _ = repeat(partial(reference_loop, data), repetitions)
+    fast, _ = repeat(partial(ours, data), repetitions)
+    ratio = slow.median / fast.median
+    return [
+        Result(
+            "B1",
+            f"ROUGE 1/2/L/Lsum (F, P, R) on {n_pairs:,} pairs",
+            "rouge_score.RougeScorer.score loop",
+            "rouge_scores (rouge-score-rs, batched)",
+            slow,
+            fast,
+            ratio,
+            "identical scores, >= 50x",
+            ratio >= 50,
+            ["scores identical (==) on every pair"],
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=10_000)
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    data = pairs(args.pairs)
-    if reference_loop(data) != ours(data):
-        raise SystemExit("scores differ")
-    slow, _ = repeat(partial(reference_loop, data), args.repetitions)
-    fast, _ = repeat(partial(ours, data), args.repetitions)
-    print(f"B1 ROUGE 1/2/L/Lsum, {args.pairs} pairs, {args.repetitions} repetitions; identical")
-    print(f"  rouge-score loop      {slow.describe()}")
-    print(f"  rouge_scores (rs)     {fast.describe()}")
-    print(f"  ratio                 {slow.median / fast.median:.0f}x")
+    for result in run(args.repetitions, args.quick, args.pairs):
+        result.print()
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from llm_eval_pipeline.core.metrics.rouge import split_sentences
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS
@@ -89,6 +89,7 @@ _TENS = {
     )
 }
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_NUMBER_WORD = re.compile(r"\b(?:" + "|".join([*_UNITS, *_TENS, *_SCALES]) + r")\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d[\d,]*(?:\.\d+)?")
 
@@ -100,12 +101,16 @@ def _stemmer():
     return PorterStemmer()
 
 
+@lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
     return _stemmer().stem(word.lower().replace("’", "'").strip("'-"))
 
 
+@lru_cache(maxsize=50_000)
 def _words_to_numbers(text: str) -> str:
     """Rewrite runs of number words as digits ("one hundred twenty" -> "120")."""
+    if not _NUMBER_WORD.search(text):
+        return text
     tokens = re.split(r"(\s+|-)", text)
     out: list[str] = []
     total, current, in_number = 0, 0, False
