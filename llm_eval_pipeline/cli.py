@@ -302,7 +302,7 @@ def print_leaderboard(store, days: Sequence[dt.date]) -> None:
     frame = table.to_pandas()
     latest = max(frame[Col.EVAL_DATE])
     day = frame[frame[Col.EVAL_DATE] == latest]
-    print(f"\nLeaderboard for {latest} (mean [95% CI]):")
+    print(f"\nLeaderboard for {latest} (mean [95% CI]; perplexity: geometric mean):")
     header = "".join(f"{name:>30}" for name in HEADLINE_METRICS)
     print(f"  {'model':<20}{header}")
     for model, rows in day.groupby(Col.MODEL_ID, sort=True):

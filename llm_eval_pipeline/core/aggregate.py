@@ -12,6 +12,7 @@ import pandas as pd
 
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
+    GEOMETRIC_METRICS,
     LOWER_IS_BETTER,
     NEUTRAL_METRICS,
     Agg,
@@ -49,24 +50,32 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-def summarize(values: Sequence[float], resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+def summarize(
+    values: Sequence[float], resamples: int = 1000, seed: int = 0, geometric: bool = False
+) -> dict[str, float]:
     """Count, mean, sample standard deviation (ddof=1, NaN below 2 values), median, 90th
-    percentile (linear interpolation) and the 95% bootstrap CI of the non-NaN values."""
+    percentile (linear interpolation) and the 95% bootstrap CI of the non-NaN values.
+
+    ``geometric``: the mean and its interval are taken on the natural log and mapped back
+    (the geometric mean, exp of the mean log), and the standard deviation is that of the
+    logs; the percentiles are of the values themselves."""
     data = np.asarray(values, dtype="float64")
     data = data[~np.isnan(data)]
     if data.size == 0:
         return {Agg.COUNT: 0} | dict.fromkeys(
             (Agg.MEAN, Agg.STD, Agg.P50, Agg.P90, Agg.CI_LOW, Agg.CI_HIGH), math.nan
         )
-    low, high = bootstrap_ci(data, resamples, seed=seed)
+    scale = np.log(data) if geometric else data
+    back = np.exp if geometric else float
+    low, high = bootstrap_ci(scale, resamples, seed=seed)
     return {
         Agg.COUNT: int(data.size),
-        Agg.MEAN: float(data.mean()),
-        Agg.STD: float(data.std(ddof=1)) if data.size > 1 else math.nan,
+        Agg.MEAN: float(back(scale.mean())),
+        Agg.STD: float(scale.std(ddof=1)) if data.size > 1 else math.nan,
         Agg.P50: float(np.quantile(data, 0.5)),
         Agg.P90: float(np.quantile(data, 0.9)),
-        Agg.CI_LOW: low,
-        Agg.CI_HIGH: high,
+        Agg.CI_LOW: float(back(low)),
+        Agg.CI_HIGH: float(back(high)),
     }
 
 
@@ -77,7 +86,8 @@ def aggregate_partition(
     :func:`summarize` fields and ``Agg.ROWS``).
 
     Every metric column of ``metrics`` (an ``example_metrics`` partition) with at least one
-    value is summarised, and from ``generations`` the operational metrics: ``error_rate``
+    value is summarised (perplexities by their geometric mean, see ``GEOMETRIC_METRICS``),
+    and from ``generations`` the operational metrics: ``error_rate``
     (1.0 for a failed row, else 0.0), ``latency_ms`` and ``output_tokens`` of the rows
     that succeeded, and ``tokens_per_s`` = sum(output_tokens) / sum(latency_ms) × 1000,
     one value per partition (count = rows it covers, no interval)."""
@@ -85,7 +95,8 @@ def aggregate_partition(
     out = []
     for name in ALL_METRIC_COLUMNS:
         if name in metrics and metrics[name].notna().any():
-            out.append({Agg.METRIC: name, **summarize(metrics[name], resamples, seed)})
+            geometric = name in GEOMETRIC_METRICS
+            out.append({Agg.METRIC: name, **summarize(metrics[name], resamples, seed, geometric)})
     failed = generations[Col.ERROR].notna().to_numpy(dtype="float64")
     ok = generations[generations[Col.ERROR].isna()]
     out.append({Agg.METRIC: "error_rate", **summarize(failed, resamples, seed)})
@@ -141,9 +152,12 @@ def paired_difference(
 ) -> PairedDifference:
     """Paired bootstrap of the mean difference: both series are indexed by example id;
     the examples where both have a value are resampled together (Koehn 2004, "Statistical
-    Significance Tests for Machine Translation Evaluation")."""
+    Significance Tests for Machine Translation Evaluation"). Perplexities are compared on
+    the log scale (means and difference in nats per token)."""
     both = pd.concat([candidate.rename("c"), baseline.rename("b")], axis=1, join="inner")
     both = both.dropna()
+    if metric in GEOMETRIC_METRICS:
+        both = np.log(both)
     diff = (both["c"] - both["b"]).to_numpy(dtype="float64")
     low, high = bootstrap_ci(diff, resamples, level, seed)
     nan = math.nan

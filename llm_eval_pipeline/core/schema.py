@@ -279,6 +279,10 @@ has no better direction) larger is better."""
 
 NEUTRAL_METRICS: frozenset[str] = frozenset({"output_tokens"})
 
+GEOMETRIC_METRICS: frozenset[str] = frozenset({"reference_perplexity", "output_perplexity"})
+"""Aggregated on the log scale: a few unlikely texts have perplexities thousands of times
+the typical one, so the arithmetic mean would describe them, not the model."""
+
 HEADLINE_METRICS: tuple[str, ...] = (
     "rougeL",
     "answer_correctness",
@@ -348,8 +352,9 @@ METRIC_AGGREGATES = TableSpec(
         Agg.METRIC: "A metric column of example_metrics, or an operational metric "
         "(error_rate, latency_ms, output_tokens, tokens_per_s).",
         Agg.COUNT: "Rows with a non-null value.",
-        Agg.MEAN: "Mean over those rows.",
-        Agg.STD: "Sample standard deviation (ddof=1); null with fewer than 2 values.",
+        Agg.MEAN: "Mean over those rows (geometric mean for perplexities).",
+        Agg.STD: "Sample standard deviation (ddof=1; of the natural log for perplexities); "
+        "null with fewer than 2 values.",
         Agg.P50: "Median.",
         Agg.P90: "90th percentile (linear interpolation).",
         Agg.CI_LOW: "Lower bound of the seeded percentile-bootstrap 95% CI of the mean.",

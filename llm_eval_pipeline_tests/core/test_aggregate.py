@@ -46,9 +46,11 @@ def test_aggregates_equal_a_direct_pandas_computation() -> None:
     for name in ("rougeL", "reference_perplexity", "exact_match"):
         column = metrics[name].dropna()
         row = table.loc[name]
+        scale = np.log(column) if name == "reference_perplexity" else column
+        mean = np.exp(scale.mean()) if name == "reference_perplexity" else scale.mean()
         assert row[Agg.COUNT] == len(column)
-        assert row[Agg.MEAN] == pytest.approx(column.mean())
-        assert row[Agg.STD] == pytest.approx(column.std())
+        assert row[Agg.MEAN] == pytest.approx(mean)
+        assert row[Agg.STD] == pytest.approx(scale.std())
         assert row[Agg.P50] == pytest.approx(column.quantile(0.5))
         assert row[Agg.P90] == pytest.approx(column.quantile(0.9))
         assert row[Agg.CI_LOW] < row[Agg.MEAN] < row[Agg.CI_HIGH]
@@ -61,6 +63,15 @@ def test_aggregates_equal_a_direct_pandas_computation() -> None:
     assert math.isnan(table.loc["tokens_per_s", Agg.CI_LOW])
     assert set(table[Agg.ROWS]) == {40}
     assert "rouge1" not in table.index, "a metric with no value has no row"
+
+
+def test_perplexity_is_aggregated_by_its_geometric_mean() -> None:
+    metrics, generations = partition()
+    metrics["reference_perplexity"] = [10.0] * 39 + [1e9]  # one unlikely reference
+    row = aggregate_partition(metrics, generations, 200).set_index(Agg.METRIC)
+    row = row.loc["reference_perplexity"]
+    assert row[Agg.MEAN] == pytest.approx(np.exp((39 * np.log(10) + np.log(1e9)) / 40))
+    assert row[Agg.MEAN] < 20 and row[Agg.CI_LOW] <= row[Agg.MEAN] <= row[Agg.CI_HIGH]
 
 
 def test_aggregates_are_deterministic_under_the_seed() -> None:

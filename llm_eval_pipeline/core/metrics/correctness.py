@@ -33,7 +33,7 @@ import numpy as np
 
 from llm_eval_pipeline.core.metrics.embeddings import embed
 from llm_eval_pipeline.core.metrics.hallucination import reference_recall
-from llm_eval_pipeline.core.metrics.squad import best_over_references, exact_match, token_f1
+from llm_eval_pipeline.core.metrics.squad import squad_scores
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS
 
 
@@ -89,14 +89,14 @@ def correctness_scores(
         raise ValueError(f"unknown answer_correctness weights {sorted(unknown)}")
     out: dict[str, list[float]] = {name: [] for name in METRIC_COLUMNS["correctness"]}
     sims = semantic_similarity(predictions, references, model_path, batch_size)
-    rows = zip(predictions, references, fabrications, sims, strict=True)
-    for prediction, refs, made_up, sim in rows:
+    ems, f1s = squad_scores(predictions, references)
+    rows = zip(predictions, references, fabrications, sims, ems, f1s, strict=True)
+    for prediction, refs, made_up, sim, em, f1 in rows:
         components = {
             "reference_token_recall": reference_recall(prediction, refs),
-            "token_f1": best_over_references(token_f1, prediction, refs),
+            "token_f1": f1,
             "semantic_similarity": sim,
         }
-        em = best_over_references(exact_match, prediction, refs)
         out["exact_match"].append(em)
         for name, value in components.items():
             out[name].append(value)
