@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test ui lint clean
+.PHONY: demo test ui bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(VENV)/.installed-dev
 ## ui: the Dagster UI on http://127.0.0.1:3000, its instance kept in LLM_EVAL_HOME
 ui: $(VENV)/.installed
 	$(BIN)/llm-eval ui
+
+## bench: every benchmark (never part of `make test`); writes benchmarks/RESULTS.md
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.run_all
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check llm_eval_pipeline llm_eval_pipeline_tests benchmarks

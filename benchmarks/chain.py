@@ -1,0 +1,198 @@
+"""B8: the demo chain for 1 day × 1 model on 150 examples, through Dagster, against the
+sum of its stages run bare.
+
+Dagster side: ``materialize`` of ``eval_examples`` for the day, then of ``generations``,
+``example_metrics``, ``metric_aggregates`` and ``mlflow_eval_runs`` for the day×model,
+in an ephemeral instance. Bare side: the same work by direct calls, timed stage by stage:
+ingest + Delta writes, the generation UDF + write, the scoring UDF + write, the aggregates
++ write, the MLflow run. Both write to the same home (a re-run replaces each partition),
+after one warm-up each (models loaded in the Spark workers, MLflow's store created). The
+ratio is the orchestration overhead: Dagster time / bare time.
+
+    .venv/bin/python -m benchmarks.chain [--repetitions 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import DagsterInstance, MultiPartitionKey, materialize
+
+from benchmarks.common import Result, Timing, demo_model_specs
+from benchmarks.spark_stage import session
+from llm_eval_pipeline.cli import demo_dataset_path
+from llm_eval_pipeline.core.aggregate import aggregate_partition
+from llm_eval_pipeline.core.dataset import discover_sources, ingest
+from llm_eval_pipeline.core.models import ModelRegistry
+from llm_eval_pipeline.core.schema import (
+    EVAL_EXAMPLES,
+    EXAMPLE_METRICS,
+    GENERATIONS,
+    METRIC_AGGREGATES,
+    QUARANTINED_EXAMPLES,
+    Col,
+)
+from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
+from llm_eval_pipeline.defs.assets.generation import generations
+from llm_eval_pipeline.defs.assets.ingest import ingest_examples
+from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.tracking import example_table, mlflow_eval_runs
+from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
+from llm_eval_pipeline.defs.resources import build_resources
+from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.demo.models import QA_MODEL
+from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline.spark.udfs import generate_outputs, score_outputs
+from llm_eval_pipeline.tracking.mlflow_runs import RunKey, log_eval_run
+
+DAY = dt.date(2026, 11, 20)
+CHAIN = [generations, example_metrics, metric_aggregates, mlflow_eval_runs]
+
+
+def prepare(home: Path, examples: int) -> Settings:
+    records = Path(demo_dataset_path()).read_text().splitlines()[:examples]
+    dataset = home / "data" / "demo150.jsonl"
+    dataset.parent.mkdir(parents=True)
+    dataset.write_text("\n".join(records) + "\n")
+    settings = Settings.load(env={"LLM_EVAL_HOME": str(home), "LLM_EVAL_SPARK_UI": "false"})
+    settings = settings.with_dataset(dataset, "demo150")
+    ModelRegistry(settings.models_yaml).add(demo_model_specs()[QA_MODEL])
+    return settings
+
+
+def through_dagster(settings: Settings, instance: DagsterInstance) -> None:
+    resources = build_resources(settings)
+    key = MultiPartitionKey({Col.EVAL_DATE: DAY.isoformat(), Col.MODEL_ID: QA_MODEL})
+    for assets, partition in (([ingest_examples], DAY.isoformat()), (CHAIN, key)):
+        result = materialize(assets, partition_key=partition, resources=resources,
+                             instance=instance, raise_on_error=True)  # fmt: skip
+        assert result.success
+
+
+def bare(settings: Settings, spark) -> dict[str, float]:
+    """The chain's work by direct calls; seconds per stage."""
+    resources = build_resources(settings)
+    spec = ModelRegistry(settings.models_yaml).get(QA_MODEL)
+    config = resources["metrics"].config()
+    store = DeltaStore(settings.delta_dir)
+    day, part = {Col.EVAL_DATE: DAY}, {Col.EVAL_DATE: DAY, Col.MODEL_ID: QA_MODEL}
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, fn) -> None:
+        start = time.perf_counter()
+        fn()
+        seconds[name] = time.perf_counter() - start
+
+    def ingest_day() -> None:
+        sources = discover_sources(settings.dataset, settings.incoming, DAY,
+                                   list(settings.allowed_data_roots))  # fmt: skip
+        result = ingest(sources, DAY, dataset_name=settings.dataset_name)
+        store.write_partition(EVAL_EXAMPLES, result.examples, day)
+        store.write_partition(QUARANTINED_EXAMPLES, result.quarantined, day)
+
+    def generate() -> None:
+        frame, _ = generate_outputs(store.read(spark, EVAL_EXAMPLES, day), spec)
+        store.write_partition(GENERATIONS, frame.toArrow().sort_by(Col.EXAMPLE_ID), part)
+
+    def score() -> None:
+        generated = store.read(spark, GENERATIONS, part).select(
+            Col.EXAMPLE_ID,
+            Col.OUTPUT,
+            Col.OUTPUT_LOGPROB,
+            Col.OUTPUT_LOGPROB_TOKENS,
+            Col.GENERATION_CONFIG_HASH,
+            Col.EVAL_DATE,
+            Col.MODEL_ID,
+        )
+        examples = store.read(spark, EVAL_EXAMPLES, day).select(
+            Col.EXAMPLE_ID, Col.PROMPT, Col.CONTEXT, Col.REFERENCES
+        )
+        frame, _ = score_outputs(generated.join(examples, on=Col.EXAMPLE_ID), spec, config)
+        store.write_partition(EXAMPLE_METRICS, frame.toArrow().sort_by(Col.EXAMPLE_ID), part)
+
+    def aggregate() -> None:
+        table = aggregate_partition(
+            store.read_arrow(EXAMPLE_METRICS, part).to_pandas(),
+            store.read_arrow(GENERATIONS, part).to_pandas(),
+        )
+        for column, value in part.items():
+            table[column] = value
+        for column in METRIC_AGGREGATES.columns:
+            if column not in table:
+                table[column] = None
+        arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
+        store.write_partition(METRIC_AGGREGATES, arrow, part)
+
+    def track() -> None:
+        log_eval_run(
+            settings.mlflow_tracking_uri,
+            RunKey("demo150-bare", QA_MODEL, DAY),
+            params={"generation_config_hash": spec.generation_config_hash},
+            tags={},
+            aggregates=store.read_arrow(METRIC_AGGREGATES, part).to_pandas(),
+            examples=example_table(store, DAY, QA_MODEL).drop(columns=[Col.EVAL_DATE]),
+            artifact_location=settings.mlartifacts_dir.as_uri(),
+        )
+
+    for name, fn in (("ingest", ingest_day), ("generate", generate), ("score", score),
+                     ("aggregate", aggregate), ("mlflow", track)):  # fmt: skip
+        stage(name, fn)
+    return seconds
+
+
+def run(repetitions: int = 5, quick: bool = False, examples: int = 150) -> list[Result]:
+    examples = 30 if quick else examples
+    spark = session()
+    with tempfile.TemporaryDirectory(prefix="bench_chain_") as tmp:
+        settings = prepare(Path(tmp), examples)
+        instance = DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(MODELS_PARTITION, [QA_MODEL])
+        through_dagster(settings, instance)  # warm-up: worker models, MLflow store
+        bare(settings, spark)
+        orchestrated, direct, stages = [], [], []
+        for _ in range(repetitions):
+            start = time.perf_counter()
+            through_dagster(settings, instance)
+            orchestrated.append(time.perf_counter() - start)
+            stages.append(bare(settings, spark))
+            direct.append(sum(stages[-1].values()))
+    slow, fast = Timing(orchestrated), Timing(direct)
+    per_stage = {k: sorted(s[k] for s in stages)[len(stages) // 2] for k in stages[0]}
+    ratio = slow.median / fast.median
+    return [
+        Result(
+            "B8",
+            f"demo chain, 1 day x 1 model (tiny-qa), {examples} examples",
+            "sum of the stages run bare",
+            "through Dagster (materialize)",
+            fast,
+            slow,
+            ratio,
+            "orchestration overhead reported as a ratio (Dagster / bare)",
+            True,
+            [
+                f"overhead {ratio:.2f}x: {slow.median - fast.median:+.1f} s per chain",
+                "bare stages (median s): "
+                + json.dumps({k: round(v, 2) for k, v in per_stage.items()}),
+            ],
+        )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    for result in run(args.repetitions, args.quick):
+        result.print()
+
+
+if __name__ == "__main__":
+    main()

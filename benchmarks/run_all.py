@@ -1,0 +1,107 @@
+"""``make bench``: every benchmark in one process, one after the other, and
+``benchmarks/RESULTS.md`` written from what they measured.
+
+    .venv/bin/python -m benchmarks.run_all [--repetitions 5] [--quick] [--only B1,B5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from benchmarks.common import Result
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+# module: the benchmarks it runs
+SCRIPTS = {
+    "rouge": ("B1",),
+    "squad": ("B2",),
+    "perplexity": ("B3",),
+    "generation": ("B4",),
+    "spark_stage": ("B5", "B6", "B7"),
+    "chain": ("B8",),
+}
+PACKAGES = ("torch", "transformers", "pyspark", "dagster", "mlflow", "deltalake", "pandas")
+
+
+def machine() -> list[str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    memory_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    versions = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
+    return [
+        f"- machine: {cpu}, {os.cpu_count()} cores, {memory_kib / 2**20:.0f} GiB, no GPU",
+        f"- Python {platform.python_version()}, {versions}",
+    ]
+
+
+def to_markdown(results: list[Result], seconds: float, repetitions: int) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC in "
+        f"{seconds / 60:.1f} minutes. Each row times both sides in the same process, one "
+        f"after the other, after checking that they produce the same numbers; times are the "
+        f"median of {repetitions} repetitions (min–max).",
+        "",
+        *machine(),
+        "",
+        "| # | hot path | compared with | theirs | ours | ratio | goal | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        theirs = r.baseline.describe() if r.baseline else ""
+        ours = r.ours.describe() if r.ours else ""
+        ratio = f"{r.ratio:.2f}×" if r.ratio is not None else ""
+        lines.append(
+            f"| {r.id} | {r.title} | {r.baseline_label} | {theirs} | {ours} | {ratio} | "
+            f"{r.goal} | {'yes' if r.met else '**no**'} |"
+        )
+    lines += ["", "## Details", ""]
+    for r in results:
+        lines += ["```", *r.lines(), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="small sizes; RESULTS.md kept")
+    parser.add_argument("--only", help="comma-separated ids, e.g. B1,B5")
+    args = parser.parse_args()
+    wanted = set(args.only.split(",")) if args.only else None
+    started = time.perf_counter()
+    results: list[Result] = []
+    for module, ids in SCRIPTS.items():
+        if wanted is not None and not wanted & set(ids):
+            continue
+        print(f"== {module} ({', '.join(ids)})", flush=True)
+        script = importlib.import_module(f"benchmarks.{module}")
+        for result in script.run(repetitions=args.repetitions, quick=args.quick):
+            result.print()
+            results.append(result)
+    seconds = time.perf_counter() - started
+    print(f"\nAll benchmarks in {seconds / 60:.1f} minutes.")
+    if not args.quick and wanted is None:
+        RESULTS.write_text(to_markdown(results, seconds, args.repetitions), encoding="utf-8")
+        print(f"Wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
