@@ -8,7 +8,11 @@ import torch
 
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.metrics.config import MetricConfig
-from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer, join_continuation
+from llm_eval_pipeline.core.metrics.perplexity import (
+    PerplexityScorer,
+    ScoringStats,
+    join_continuation,
+)
 from llm_eval_pipeline.core.schema import Col
 from llm_eval_pipeline.core.scoring import (
     NO_OWN_LOGPROBS,
@@ -116,3 +120,53 @@ def test_own_logprobs_give_output_perplexity_before_the_scorer(lm) -> None:
     assert remote["reference_perplexity"].isna().all()
     assert remote["metric_notes"][0] == {"perplexity": "no local model"}
     assert remote["metric_notes"][1] == {"perplexity": f"no local model; {NO_OWN_LOGPROBS}"}
+
+
+def test_stats_count_the_tokens_and_padding_of_the_last_call(lm) -> None:
+    model, tokenizer, render = lm
+    prompts, continuations = ["Q:", "Q:", "Question: why?\nAnswer:"], ["a", "b c d e f", ""]
+    scorer = PerplexityScorer(model, tokenizer, render, batch_size=2)
+    assert scorer.stats == ScoringStats()
+    scorer.score(prompts, continuations)
+    lengths = [
+        len(tokenizer(p + join_continuation(p, c), add_special_tokens=False)["input_ids"])
+        for p, c in zip(prompts[:2], continuations[:2], strict=True)
+    ]
+    # both scored rows in one batch, the shorter padded to the longer; the empty one skipped
+    assert scorer.stats == ScoringStats(
+        tokens=sum(lengths), padded_tokens=max(lengths) - min(lengths), batches=1
+    )
+    assert scorer.stats.padding_share == pytest.approx(
+        (max(lengths) - min(lengths)) / (2 * max(lengths))
+    )
+    scorer.score(["Q:"], [""])
+    assert scorer.stats == ScoringStats() and scorer.stats.padding_share == 0.0
+
+
+def test_token_budget_limits_batches_without_changing_scores(lm) -> None:
+    model, tokenizer, render = lm
+    prompts, continuations = PROMPTS * 3, [c + " more" * i for i, c in enumerate(CONTINUATIONS * 3)]
+    plain = PerplexityScorer(model, tokenizer, render, batch_size=100)
+    expected = plain.score(prompts, continuations)
+    assert plain.stats.batches == 1
+    budget = PerplexityScorer(model, tokenizer, render, batch_size=100, max_batch_tokens=64)
+    got = budget.score(prompts, continuations)
+    assert budget.stats.batches > 1 and budget.stats.tokens == plain.stats.tokens
+    assert budget.stats.padded_tokens < plain.stats.padded_tokens
+    for a, b in zip(got, expected, strict=True):
+        assert a.tokens == b.tokens and a.nll == pytest.approx(b.nll, rel=1e-5)
+
+
+def test_token_ids_score_like_text_without_a_tokenizer(lm) -> None:
+    model, tokenizer, render = lm
+    (text,) = PerplexityScorer(model, tokenizer, render).score(["Q: capital?"], [" Paris"])
+    prompt_ids = tokenizer("Q: capital?", add_special_tokens=False)["input_ids"]
+    cont_ids = tokenizer(" Paris", add_special_tokens=False)["input_ids"]
+    scorer = PerplexityScorer(model, None, render)
+    ids, empty = scorer.score_ids([prompt_ids, prompt_ids], [cont_ids, []])
+    assert empty is None
+    assert (ids.tokens, ids.bytes) == (text.tokens, 0) and math.isnan(ids.bits_per_byte)
+    assert ids.nll == pytest.approx(text.nll, rel=1e-5)
+    # an empty prompt starts from the model's BOS/EOS id, as with a tokenizer
+    (no_prompt,) = scorer.score_ids([[]], [cont_ids])
+    assert no_prompt.nll == pytest.approx(naive(model, tokenizer, "", " Paris")[0], rel=1e-4)

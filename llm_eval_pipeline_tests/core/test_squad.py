@@ -98,6 +98,7 @@ TRICKY = [
     "１２３ the ½",  # unicode digits and numerics are word characters
     "U.S.A.",
     "100%",
+    "\ud800 the lone surrogate",  # not valid UTF-8, still a str
 ]
 
 

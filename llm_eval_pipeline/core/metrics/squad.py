@@ -61,8 +61,9 @@ def _normalised_tokens(text: str) -> tuple[str, list[str]]:
     """``normalize_answer(text)`` and its tokens, by a faster route to the same result."""
     if text.isascii():  # one C pass lowers and deletes punctuation
         text = text.encode().translate(_ASCII_LOWER_TABLE, _ASCII_PUNCTUATION).decode()
-    else:
-        text = text.lower().translate(_DROP_PUNCTUATION)
+    else:  # an ASCII byte is never part of a multi-byte UTF-8 sequence
+        encoded = text.lower().encode("utf-8", "surrogatepass")
+        text = encoded.translate(None, _ASCII_PUNCTUATION).decode("utf-8", "surrogatepass")
     tokens = text.split()
     if "".join(tokens).isalnum():
         # every non-space character is a word character (``\w`` is isalnum or "_", and
@@ -84,9 +85,8 @@ def _reference(text: str) -> _Reference:
 
 
 def _f1(pred_tokens: list[str], reference: _Reference) -> float:
+    """Token F1 of a prediction sharing at least one token with ``reference``."""
     _, ref_tokens, ref_set, ref_repeats = reference
-    if ref_set.isdisjoint(pred_tokens):
-        return 0.0
     common = ref_set.intersection(pred_tokens)
     if ref_repeats:
         same = sum(min(pred_tokens.count(t), ref_tokens.count(t)) for t in common)
@@ -105,27 +105,30 @@ def squad_scores(
     :func:`exact_match` and :func:`token_f1` for every row."""
     seen_predictions: dict[str, tuple[str, list[str]]] = {}
     seen_references: dict[str, _Reference] = {}
+    prediction_seen, reference_seen = seen_predictions.get, seen_references.get
     ems: list[float] = []
     f1s: list[float] = []
-    for row, (prediction, refs) in enumerate(zip(predictions, references, strict=True)):
+    for prediction, refs in zip(predictions, references, strict=True):
         if not refs:
-            raise ValueError(f"row {row} has no reference")
-        pred = seen_predictions.get(prediction)
+            raise ValueError(f"row {len(ems)} has no reference")
+        pred = prediction_seen(prediction)
         if pred is None:
             pred = seen_predictions[prediction] = _normalised_tokens(prediction)
         pred_text, pred_tokens = pred
-        em, f1 = 0.0, 0.0
+        em = f1 = 0.0
         for text in refs:
-            ref = seen_references.get(text)
+            ref = reference_seen(text)
             if ref is None:
                 ref = seen_references[text] = _reference(text)
             if pred_text == ref[0]:
-                # identical token lists: F1 is 2*1*1/(1+1) = 1.0, or 0.0 when empty
-                em, f1 = 1.0, max(f1, 1.0 if pred_tokens else 0.0)
-                if pred_tokens:
-                    break  # both at their maximum
-            elif pred_tokens and ref[1]:
-                f1 = max(f1, _f1(pred_tokens, ref))
+                em = 1.0
+                if pred_tokens:  # identical tokens: F1 = 2*1*1/(1+1) = 1.0, both at their max
+                    f1 = 1.0
+                    break
+            elif pred_tokens and not ref[2].isdisjoint(pred_tokens):
+                value = _f1(pred_tokens, ref)
+                if value > f1:
+                    f1 = value
         ems.append(em)
         f1s.append(f1)
     return ems, f1s
