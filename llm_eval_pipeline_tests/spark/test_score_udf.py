@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from llm_eval_pipeline.core.metrics.config import MetricConfig
-from llm_eval_pipeline.core.schema import ALL_METRIC_COLUMNS, METRIC_NOTES, Col
+from llm_eval_pipeline.core.schema import ALL_METRIC_COLUMNS, METRIC_COLUMNS, METRIC_NOTES, Col
 from llm_eval_pipeline.core.scoring import output_columns, score_batch
 from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.spark.udfs import TaskStats, score_outputs, scoring_context
@@ -40,10 +40,16 @@ def test_spark_path_equals_in_process(spark, tiny_specs, tiny_nli) -> None:
     table, events = score_outputs(spark.createDataFrame(frame), spec, config, partitions=2)
     got = table.toPandas().set_index(Col.EXAMPLE_ID).loc[expected[Col.EXAMPLE_ID]]
     for column in output_columns(config):
+        # model outputs depend in the last float32 bits on how rows are batched
+        batched_model = column in (
+            *METRIC_COLUMNS["perplexity"],
+            "nli_contradiction",
+            "hallucination_index",
+        )
         np.testing.assert_allclose(
             got[column].to_numpy(dtype=float),
             expected[column].to_numpy(dtype=float),
-            rtol=1e-9,
+            rtol=1e-5 if batched_model else 1e-9,
             equal_nan=True,
             err_msg=column,
         )
