@@ -14,7 +14,6 @@ ratio is the orchestration overhead: Dagster time / bare time.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 from dagster import DagsterInstance, MultiPartitionKey, materialize
 
-from benchmarks.common import Result, Timing, demo_model_specs
+from benchmarks.common import Result, Timing, demo_model_specs, main_for
 from benchmarks.spark_stage import session
 from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.aggregate import aggregate_partition
@@ -186,12 +185,7 @@ def run(repetitions: int = 5, quick: bool = False, examples: int = 150) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for result in run(args.repetitions, args.quick):
-        result.print()
+    main_for(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,16 @@ class Result:
 
     def print(self) -> None:
         print("\n".join(self.lines()), flush=True)
+
+
+def main_for(run: Callable[..., list[Result]], doc: str) -> None:
+    """The command line the benchmark scripts share: ``--repetitions N`` and ``--quick``
+    (small sizes, a smoke run); prints every result."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    args = parser.parse_args()
+    for result in run(repetitions=args.repetitions, quick=args.quick):
+        result.print()

@@ -4,12 +4,11 @@ Batched backend (rows sorted by length, batches of 16, left padding) against a p
 one-prompt-at-a-time ``model.generate`` loop. Both sides must produce the same outputs
 before they are timed; the ratio is of generated tokens per second.
 
-    .venv/bin/python benchmarks/generation.py [--repetitions 5] [--prompts 256]
+    .venv/bin/python -m benchmarks.generation [--repetitions 5] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from functools import partial
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Result, demo_model_specs, repeat
+from benchmarks.common import Result, demo_model_specs, main_for, repeat
 from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.backends.base import GenerationInput
@@ -92,13 +91,7 @@ def run(repetitions: int = 5, quick: bool = False, n_prompts: int = 256) -> list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for result in run(args.repetitions, args.quick, args.prompts):
-        result.print()
+    main_for(run, __doc__)
 
 
 if __name__ == "__main__":

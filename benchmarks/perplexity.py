@@ -12,12 +12,11 @@ median about 40), so that a few texts exceed the model's context and are scored 
 windows. Both sides must agree within 1e-4 (relative, fp32) before they are timed.
 Goal: >= 5x the tokens/s of the loop, with padding <= 15% of the tokens processed.
 
-    .venv/bin/python -m benchmarks.perplexity [--repetitions 5] [--quick] [--threads 2]
+    .venv/bin/python -m benchmarks.perplexity [--repetitions 5] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Result, demo_model_specs, repeat
+from benchmarks.common import Result, demo_model_specs, main_for, repeat
 from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.metrics.config import MetricConfig
@@ -148,14 +147,7 @@ def run(repetitions: int = 5, quick: bool = False) -> list[Result]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_TEXTS} texts")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for result in run(args.repetitions, args.quick):
-        result.print()
+    main_for(run, __doc__)
 
 
 if __name__ == "__main__":

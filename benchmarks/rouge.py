@@ -2,18 +2,17 @@
 batched) against a plain loop over ``rouge_score.RougeScorer.score``. Scores must be
 identical before they are timed.
 
-    .venv/bin/python -m benchmarks.rouge [--pairs 10000] [--repetitions 5]
+    .venv/bin/python -m benchmarks.rouge [--repetitions 5] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 from functools import partial
 
 from rouge_score import rouge_scorer
 
-from benchmarks.common import Result, repeat
+from benchmarks.common import Result, main_for, repeat
 from llm_eval_pipeline.core.metrics.rouge import rouge_scores
 from llm_eval_pipeline.core.schema import ROUGE_TYPES
 
@@ -98,13 +97,7 @@ def run(repetitions: int = 5, quick: bool = False, n_pairs: int = 10_000) -> lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=10_000)
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for result in run(args.repetitions, args.quick, args.pairs):
-        result.print()
+    main_for(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ index (perplexity is B3's). Both sides see the same rows and must return the sam
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import threading
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import Result, demo_model_specs, repeat
+from benchmarks.common import Result, demo_model_specs, main_for, repeat
 from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.models import parse_spec
@@ -238,12 +237,7 @@ def run(repetitions: int = 5, quick: bool = False) -> list[Result]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    for result in run(args.repetitions, args.quick):
-        result.print()
+    main_for(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ identical floats before they are timed. Goal: identical, >= 3x faster.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -23,7 +22,7 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
-from benchmarks.common import Result, repeat
+from benchmarks.common import Result, main_for, repeat
 from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.metrics.squad import squad_scores
 
@@ -175,12 +174,7 @@ def run(repetitions: int = 5, quick: bool = False) -> list[Result]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows")
-    args = parser.parse_args()
-    for result in run(args.repetitions, args.quick):
-        result.print()
+    main_for(run, __doc__)
 
 
 if __name__ == "__main__":
