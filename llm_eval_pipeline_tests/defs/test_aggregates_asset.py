@@ -16,7 +16,13 @@ from dagster import (
 from mlflow import MlflowClient
 
 from llm_eval_pipeline.core.models import ModelRegistry, parse_spec
-from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, METRIC_AGGREGATES, Agg, Col
+from llm_eval_pipeline.core.schema import (
+    EXAMPLE_METRICS,
+    GENERATIONS,
+    METRIC_AGGREGATES,
+    Agg,
+    Col,
+)
 from llm_eval_pipeline.defs.assets.aggregates import (
     ERROR_RATE_CHECK,
     RANGE_CHECK,
@@ -214,3 +220,37 @@ def test_mlflow_down_fails_clearly_and_leaves_delta_intact(chain, monkeypatch) -
     message = failure.step_failure_data.user_failure_data.description
     assert f"127.0.0.1:{closed}" in message and "Delta tables are written" in message
     assert DeltaStore(settings.delta_dir).version(METRIC_AGGREGATES) == before
+
+
+# columns that record how fast or which table version was read, not what was computed
+VOLATILE = {Col.LATENCY_MS, Agg.EXAMPLES_VERSION, Agg.GENERATIONS_VERSION, Agg.METRICS_VERSION}
+
+
+def content_hash(store: DeltaStore, spec) -> tuple[int, str]:
+    import hashlib
+
+    table = store.read_arrow(spec)
+    table = table.drop_columns([c for c in table.column_names if c in VOLATILE])
+    rows = sorted(str(sorted(row.items())) for row in table.to_pylist())
+    return table.num_rows, hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def test_three_materializations_give_identical_tables_and_one_mlflow_run(chain) -> None:
+    settings, run, instance = chain
+    resources = build_resources(settings)
+    store = DeltaStore(settings.delta_dir)
+    tables = (GENERATIONS, EXAMPLE_METRICS, METRIC_AGGREGATES)
+    snapshots = []
+    for _ in range(3):
+        assert run("base").success
+        logged = materialize(
+            [mlflow_eval_runs], partition_key=key(DAY, "base"), resources=resources,
+            instance=instance,
+        )  # fmt: skip
+        assert logged.success
+        snapshots.append({spec.name: content_hash(store, spec) for spec in tables})
+    assert snapshots[0] == snapshots[1] == snapshots[2]
+    assert snapshots[0][EXAMPLE_METRICS.name][0] == len(ROWS)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name("capitals"))
+    assert len(client.search_runs([experiment.experiment_id])) == 1
