@@ -20,6 +20,10 @@ for _name in list(os.environ):
 RUN_HOME = Path(tempfile.mkdtemp(prefix="llm_eval_test_home_"))
 os.environ["LLM_EVAL_HOME"] = str(RUN_HOME)
 os.environ["LLM_EVAL_SPARK_UI"] = "false"
+# A key the security test plants; set before Spark starts its Python workers, which keep
+# the environment they were started with (as a real deployment's would).
+PLANTED_KEY_ENV, PLANTED_KEY = "LLM_EVAL_TEST_PLANTED_KEY", "sk-PLANTED-9f3c2e7a41b8"
+os.environ[PLANTED_KEY_ENV] = PLANTED_KEY
 
 from llm_eval_pipeline.settings import Settings, get_settings  # noqa: E402
 from llm_eval_pipeline.spark.session import (  # noqa: E402
