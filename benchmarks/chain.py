@@ -40,7 +40,7 @@ from llm_eval_pipeline.core.schema import (
 from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
-from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.metrics import example_metrics, scoring_input
 from llm_eval_pipeline.defs.assets.tracking import example_table, mlflow_eval_runs
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 from llm_eval_pipeline.defs.resources import build_resources
@@ -100,19 +100,7 @@ def bare(settings: Settings, spark) -> dict[str, float]:
         store.write_partition(GENERATIONS, frame.toArrow().sort_by(Col.EXAMPLE_ID), part)
 
     def score() -> None:
-        generated = store.read(spark, GENERATIONS, part).select(
-            Col.EXAMPLE_ID,
-            Col.OUTPUT,
-            Col.OUTPUT_LOGPROB,
-            Col.OUTPUT_LOGPROB_TOKENS,
-            Col.GENERATION_CONFIG_HASH,
-            Col.EVAL_DATE,
-            Col.MODEL_ID,
-        )
-        examples = store.read(spark, EVAL_EXAMPLES, day).select(
-            Col.EXAMPLE_ID, Col.PROMPT, Col.CONTEXT, Col.REFERENCES
-        )
-        frame, _ = score_outputs(generated.join(examples, on=Col.EXAMPLE_ID), spec, config)
+        frame, _ = score_outputs(scoring_input(store, spark, DAY, QA_MODEL), spec, config)
         store.write_partition(EXAMPLE_METRICS, frame.toArrow().sort_by(Col.EXAMPLE_ID), part)
 
     def aggregate() -> None:
