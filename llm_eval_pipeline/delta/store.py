@@ -4,8 +4,11 @@ Two engines write the same Delta protocol; the configuration picks one:
 
 * ``deltars`` (default): delta-rs (``deltalake``). Needs no JVM jars. A partition is
   replaced by ``write_deltalake(mode="overwrite", predicate=...)``, one atomic commit
-  that removes exactly the partition's files and adds the new ones. Reads hand Spark the
-  snapshot's file list, so a read stays distributed.
+  that removes exactly the partition's files and adds the new ones. Writers of other
+  partitions may commit at the same time (delta-rs resolves that); a writer that loses a
+  race for the same partition, or for the table's creation, tries again, since its write
+  replaces the whole partition either way. Reads hand Spark the snapshot's file list, so
+  a read stays distributed.
 * ``spark``: delta-spark (``format("delta")`` with ``replaceWhere``), for clusters whose
   Spark has the Delta jars.
 
@@ -16,6 +19,8 @@ null.
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
 
 PartitionValue = str | dt.date
 Partition = Mapping[str, PartitionValue]
+
+
+COMMIT_ATTEMPTS = 8
 
 
 class DeltaStoreError(RuntimeError):
@@ -111,6 +119,7 @@ class DeltaStore:
 
     def _write_deltars(self, spec: TableSpec, table: pa.Table, partition: Partition) -> int:
         from deltalake import DeltaTable, write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError
 
         for column, value in partition.items():
             expected = _text(value)
@@ -122,19 +131,35 @@ class DeltaStore:
                 )
         path = self.path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            write_deltalake(
-                str(path),
-                table,
-                mode="overwrite",
-                partition_by=list(spec.partition_by),
-                predicate=partition_predicate(partition),
-                schema_mode="merge",
-                description=spec.description,
-            )
-        except OSError as exc:
-            raise DeltaStoreError(f"{spec.name}: cannot write {path}: {exc}") from exc
-        return DeltaTable(str(path)).version()
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                write_deltalake(
+                    str(path),
+                    table,
+                    mode="overwrite",
+                    partition_by=list(spec.partition_by),
+                    predicate=partition_predicate(partition),
+                    schema_mode="merge",
+                    description=spec.description,
+                )
+                return DeltaTable(str(path)).version()
+            except CommitFailedError as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise DeltaStoreError(
+                        f"{spec.name}: {partition_predicate(partition)} not committed after "
+                        f"{attempt} attempts, other writers kept committing first: {exc}"
+                    ) from exc
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+            except (OSError, DeltaError) as exc:
+                # A full disk, a permission or an I/O error: nothing was committed, so
+                # the table's current version still holds the previous partition.
+                current = self.version(spec)
+                state = "not created" if current is None else f"still at version {current}"
+                raise DeltaStoreError(
+                    f"{spec.name}: cannot write {partition_predicate(partition)} to {path}: "
+                    f"{exc} (the table is {state}; nothing of this write was committed)"
+                ) from exc
+        raise AssertionError("unreachable")
 
     def _write_spark(
         self, spec: TableSpec, data: Any, partition: Partition, spark: SparkSession
