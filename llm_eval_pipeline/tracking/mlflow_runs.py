@@ -18,6 +18,7 @@ transient failures and then raises ``TrackingUnavailable``.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import math
 import re
@@ -173,6 +174,24 @@ def run_url(tracking_uri: str, logged: LoggedRun) -> str | None:
     return None if tracking_uri.startswith("databricks") else fragment
 
 
+def open_client(tracking_uri: str) -> MlflowClient:
+    """A client whose store is ready to use.
+
+    MLflow creates a new sqlite store's schema when the first client opens it; two
+    processes doing that at once collide ("duplicate column name"), so for sqlite the
+    client is opened under a lock file beside the database."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking_uri)
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with database.with_name(database.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return MlflowClient(tracking_uri=tracking_uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @dataclass(frozen=True)
 class _Target:
     """Where to log: the tracking store, the dataset's experiment, and how to retry."""
@@ -194,7 +213,7 @@ class _Target:
         sequence is retried on transient failures."""
         for attempt in range(self.retries + 1):
             try:
-                client = MlflowClient(tracking_uri=self.tracking_uri)
+                client = open_client(self.tracking_uri)
                 experiment_id = self._experiment_id(client)
                 run, created = self._live_run(client, experiment_id, key_tags, run_name, reusable)
                 write(client, run)
