@@ -1,8 +1,8 @@
 """Spark adapters: thin ``mapInPandas`` wrappers around the pure functions in ``core``.
 
-Each task reports what it did (worker pid, device, model load time, rows, seconds) through
-an accumulator, so the driver can say how many times a model was loaded and where it ran
-without timing anything.
+Each task reports what it did (worker pid, device, the GPU Spark assigned it, model load
+time, rows, seconds) through an accumulator, so the driver can say how many times a model
+was loaded and where it ran without timing anything.
 """
 
 from __future__ import annotations
@@ -72,6 +72,16 @@ class TaskStats:
     def devices(self) -> list[str]:
         return sorted({e["device"] for e in self.events})
 
+    @property
+    def gpu_addresses(self) -> list[str]:
+        """The GPU addresses Spark's resource scheduler assigned to the tasks."""
+        return sorted({e["gpu"] for e in self.events if e.get("gpu") is not None})
+
+    @property
+    def fallbacks(self) -> list[str]:
+        """Why tasks that were assigned a GPU ran on the CPU (one entry per reason)."""
+        return sorted({e["fallback"] for e in self.events if e.get("fallback")})
+
     def seconds_per_group(self) -> dict[str, float]:
         totals: dict[str, float] = {}
         for event in self.events:
@@ -86,13 +96,38 @@ class TaskStats:
         return loads
 
 
-def task_device(context: TaskContext | None) -> str:
-    """``cuda:<address>`` when Spark assigned this task a GPU, else ``cpu``."""
-    if context is not None:
-        gpu = context.resources().get("gpu")
-        if gpu is not None and gpu.addresses:
-            return f"cuda:{gpu.addresses[0]}"
-    return "cpu"
+@dataclass(frozen=True)
+class TaskDevice:
+    """Where a task runs: ``device`` for torch, the ``gpu`` address Spark assigned (None
+    when it assigned none), and why an assigned GPU was not used."""
+
+    device: str
+    gpu: str | None = None
+    fallback: str | None = None
+
+    def report(self) -> dict[str, Any]:
+        return {"device": self.device, "gpu": self.gpu, "fallback": self.fallback}
+
+
+def task_device(context: TaskContext | None) -> TaskDevice:
+    """``cuda:<address>`` when Spark assigned this task a GPU that torch can use; the CPU,
+    with the reason, when the assigned GPU is not usable here; else the CPU."""
+    gpu = context.resources().get("gpu") if context is not None else None
+    if gpu is None or not gpu.addresses:
+        return TaskDevice("cpu")
+    address = gpu.addresses[0]
+    import torch
+
+    if not torch.cuda.is_available():
+        reason = f"gpu {address} assigned by Spark, but CUDA is not available: ran on the CPU"
+        return TaskDevice("cpu", address, reason)
+    if not address.isdigit() or int(address) >= torch.cuda.device_count():
+        reason = (
+            f"gpu {address} assigned by Spark, but torch sees {torch.cuda.device_count()} "
+            "CUDA device(s): ran on the CPU"
+        )
+        return TaskDevice("cpu", address, reason)
+    return TaskDevice(f"cuda:{address}", address)
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -113,10 +148,10 @@ def _stage_setup(frame: DataFrame, partitions: int | None) -> tuple[int, int, Ac
     return partitions or context.defaultParallelism, threads, events
 
 
-def _task_start(threads: int) -> str:
+def _task_start(threads: int) -> TaskDevice:
     """In a task: the device Spark assigned, with torch's CPU threads set on the CPU."""
     device = task_device(TaskContext.get())
-    if device == "cpu":
+    if device.device == "cpu":
         _set_torch_threads(threads)
     return device
 
@@ -134,7 +169,7 @@ def generate_outputs(
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         started = time.perf_counter()
         device = _task_start(threads)
-        cached = model_cache.get_backend(spec, device)
+        cached = model_cache.get_backend(spec, device.device)
         rows = 0
         for batch in batches:
             inputs = [
@@ -168,6 +203,7 @@ def generate_outputs(
         events.add(
             [
                 {
+                    **device.report(),
                     "pid": cached.pid,
                     "device": cached.backend.device,
                     "load_seconds": cached.load_seconds,
@@ -235,7 +271,7 @@ def score_outputs(
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         started = time.perf_counter()
         device = _task_start(threads)
-        context = scoring_context(spec, config, device)
+        context = scoring_context(spec, config, device.device)
         rows = 0
         for batch in batches:
             scored = score_batch(batch, config, context)
@@ -251,8 +287,8 @@ def score_outputs(
         events.add(
             [
                 {
+                    **device.report(),
                     "pid": os.getpid(),
-                    "device": device,
                     "load_seconds": None,
                     "rows": rows,
                     "seconds": time.perf_counter() - started,

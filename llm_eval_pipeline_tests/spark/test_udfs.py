@@ -13,7 +13,7 @@ from llm_eval_pipeline.core.models import ModelSpec, parse_spec
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.demo.models import QA_MODEL
-from llm_eval_pipeline.spark.udfs import TaskStats, generate_outputs, task_device
+from llm_eval_pipeline.spark.udfs import TaskDevice, TaskStats, generate_outputs, task_device
 from llm_eval_pipeline_tests.conftest import write_jsonl
 
 DAY = dt.date(2026, 11, 20)
@@ -87,8 +87,8 @@ def test_failed_rows_carry_their_error(spark, tmp_path: Path) -> None:
 
 
 class _GpuResource:
-    """Stands in for the ResourceInformation Spark hands a task on a GPU cluster, which
-    this machine (no GPU, local mode) cannot produce."""
+    """Stands in for the ResourceInformation Spark hands a task on a GPU executor (the
+    standalone-cluster test in test_spark_cluster.py gets real ones)."""
 
     name = "gpu"
     addresses = ["3"]
@@ -104,7 +104,25 @@ class _TaskContextOnCpuExecutor:
         return {}
 
 
-def test_task_device_follows_spark_resource_assignment() -> None:
-    assert task_device(_TaskContextOnGpuExecutor()) == "cuda:3"
-    assert task_device(_TaskContextOnCpuExecutor()) == "cpu"
-    assert task_device(None) == "cpu"
+def test_task_device_uses_the_assigned_gpu_when_cuda_has_it(monkeypatch) -> None:
+    import torch
+
+    # This machine has no GPU: torch's view of the devices stands in for one with four.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert task_device(_TaskContextOnGpuExecutor()) == TaskDevice("cuda:3", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    fallback = task_device(_TaskContextOnGpuExecutor())
+    assert (fallback.device, fallback.gpu) == ("cpu", "3")
+    assert "torch sees 2 CUDA device(s)" in fallback.fallback
+
+
+def test_task_device_falls_back_to_the_cpu_without_cuda(monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fallback = task_device(_TaskContextOnGpuExecutor())
+    assert (fallback.device, fallback.gpu) == ("cpu", "3")
+    assert fallback.fallback == "gpu 3 assigned by Spark, but CUDA is not available: ran on the CPU"
+    assert task_device(_TaskContextOnCpuExecutor()) == TaskDevice("cpu")
+    assert task_device(None) == TaskDevice("cpu")

@@ -96,6 +96,8 @@ def generations(
         GENERATIONS, table, {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
     )
     output_tokens = int(pc.sum(table.column(Col.OUTPUT_TOKENS)).as_py() or 0)
+    for fallback in stats.fallbacks:
+        context.log.warning(f"{model_id} on {day}: {fallback}")
     context.log.info(
         f"{model_id} on {day}: {rows} rows, {failed.num_rows} errors, {output_tokens} tokens "
         f"in {seconds:.1f}s on {', '.join(stats.devices) or 'no task'}; "
@@ -110,6 +112,8 @@ def generations(
             "tokens_per_second": output_tokens / seconds if seconds else 0.0,
             "generation_seconds": seconds,
             "device": ", ".join(stats.devices),
+            "gpu_addresses": ", ".join(stats.gpu_addresses) or "none assigned",
+            "gpu_fallback": "; ".join(stats.fallbacks) or "none",
             "model_loads": stats.model_loads,
             "model_load_seconds": stats.load_seconds,
             "python_workers": stats.python_workers,
