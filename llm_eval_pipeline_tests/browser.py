@@ -4,7 +4,7 @@ Use it from a test module with ``from llm_eval_pipeline_tests.browser import bro
 open_page  # noqa: F401`` and a ``browser`` argument (``# noqa: F811`` on that test: ruff
 reads the argument as a redefinition of the import). Chromium is Debian's package at
 ``/usr/bin/chromium`` (``.ci/run`` installs it); where it is missing, tests using the
-fixture are skipped.
+fixture fail and say how to install it (nothing is skipped silently).
 
 The fixture is module-scoped, not session-scoped: while Playwright's sync API is running,
 its event loop is marked as running on the test thread, so ``asyncio.run()`` in any later
@@ -36,7 +36,7 @@ LOCAL_SCHEMES = ("file:", "data:", "about:")
 def browser() -> Iterator[Browser]:
     """One headless Chromium per test module (about a second to start)."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     # Chromium refuses its sandbox to root (as in containers); a normal user keeps it.

@@ -136,7 +136,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "tracking": TrackingResource(
             tracking_uri=settings.mlflow_tracking_uri,
-            artifact_location=settings.mlartifacts_dir.as_uri(),
+            # A tracking server stores artifacts where it is configured to, not here.
+            artifact_location=settings.mlartifacts_dir.as_uri()
+            if settings.mlflow_tracking_uri.startswith("sqlite:")
+            else None,
             dashboard_dir=str(settings.dashboard_dir),
         ),
     }
