@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from llm_eval_pipeline.defs.assets import ALL_ASSETS
 from llm_eval_pipeline.defs.jobs import (
@@ -27,6 +27,9 @@ def build_definitions(settings: Settings) -> Definitions:
         schedules=[daily_ingest_schedule],
         sensors=[new_model_sensor, automation_sensor],
         resources=build_resources(settings),
+        # Every step uses Spark; in one process they share one SparkSession, where the
+        # default executor would start a process (and a JVM) per step.
+        executor=in_process_executor,
     )
 
 

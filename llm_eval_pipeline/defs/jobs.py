@@ -22,11 +22,16 @@ daily_ingest_job = define_asset_job(
     description="Ingest and validate one day of the evaluation dataset.",
 )
 
+GENERATION_ASSETS = (
+    GENERATIONS.name,
+    EXAMPLE_METRICS.name,
+    METRIC_AGGREGATES.name,
+    MLFLOW_RUNS_KEY,
+)
+
 generation_job = define_asset_job(
     GENERATION_JOB,
-    selection=AssetSelection.assets(
-        GENERATIONS.name, EXAMPLE_METRICS.name, METRIC_AGGREGATES.name, MLFLOW_RUNS_KEY
-    ),
+    selection=AssetSelection.assets(*GENERATION_ASSETS),
     description="Generate, score, aggregate and log to MLflow one day×model.",
 )
 
