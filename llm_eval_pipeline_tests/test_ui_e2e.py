@@ -201,6 +201,7 @@ def materialize_from_the_ui(page, dagster: str, instance, day: dt.date, model: s
     dialog.get_by_text("Select a partition or create one").click()
     page.get_by_role("menuitem").get_by_text(model, exact=True).first.click()
     dialog.get_by_text("Launch runs to materialize").click()  # closes the menu
+    page.get_by_role("menuitem").first.wait_for(state="hidden")
     shoot(page, "dagster_launch.png")
     dialog.get_by_role("button", name="Launch 1 run").click()
     toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
