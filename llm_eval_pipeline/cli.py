@@ -48,6 +48,7 @@ from llm_eval_pipeline.core.schema import (
     Col,
     TableSpec,
 )
+from llm_eval_pipeline.file_lock import exclusive
 from llm_eval_pipeline.settings import Settings, SettingsError, get_settings
 
 DEMO_DATASET_NAME = "demo_eval"
@@ -209,7 +210,11 @@ def run_pipeline(settings: Settings, request: RunRequest) -> int:
             "`llm-eval models add`"
         )
     models = request.models or registered
-    instance = DagsterInstance.from_config(str(prepare_dagster_home(settings)))
+    # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
+    # starting at once must not both do it.
+    dagster_home = prepare_dagster_home(settings)
+    with exclusive(dagster_home / "instance.lock"):
+        instance = DagsterInstance.from_config(str(dagster_home))
     known = set(instance.get_dynamic_partitions(MODELS_PARTITION))
     instance.add_dynamic_partitions(MODELS_PARTITION, [m for m in models if m not in known])
 

@@ -160,8 +160,9 @@ def test_cluster_profile_on_a_standalone_cluster_equals_local(
             k: v for k, v in there.items() if k not in volatile
         }
     scored = {name: rows(name, EXAMPLE_METRICS) for name in (local, cluster)}
+    for column in ("rougeL", "answer_correctness", "reference_perplexity"):  # computed there
+        assert any(row[column] is not None for row in scored[cluster]), column
     for here, there in zip(scored[local], scored[cluster], strict=True):
-        assert there["rougeL"] is not None and there["output_perplexity"] is not None
         for column in ALL_METRIC_COLUMNS:
             if here[column] is None or there[column] is None:  # a metric not computed
                 assert here[column] is there[column], column

@@ -18,7 +18,6 @@ transient failures and then raises ``TrackingUnavailable``.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import math
 import re
@@ -38,6 +37,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg
+from llm_eval_pipeline.file_lock import exclusive
 
 TAG_DATASET = "llm_eval.dataset"
 TAG_MODEL = "llm_eval.model_id"
@@ -183,13 +183,8 @@ def open_client(tracking_uri: str) -> MlflowClient:
     if not tracking_uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=tracking_uri)
     database = Path(tracking_uri.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with database.with_name(database.name + ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return MlflowClient(tracking_uri=tracking_uri)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive(database.with_name(database.name + ".lock")):
+        return MlflowClient(tracking_uri=tracking_uri)
 
 
 @dataclass(frozen=True)
