@@ -113,7 +113,10 @@ def prepare_dagster_home(settings: Settings) -> Path:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     dagster_yaml = settings.dagster_home / "dagster.yaml"
     if not dagster_yaml.exists():
-        dagster_yaml.write_text(DAGSTER_YAML, encoding="utf-8")
+        # written whole or not at all: another process may be reading it already
+        partial = dagster_yaml.with_name(f".dagster.yaml.{os.getpid()}")
+        partial.write_text(DAGSTER_YAML, encoding="utf-8")
+        os.replace(partial, dagster_yaml)
     return settings.dagster_home
 
 

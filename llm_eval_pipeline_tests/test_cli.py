@@ -184,7 +184,7 @@ def test_a_failing_day_exits_1_naming_the_file(tmp_path: Path, spark) -> None:
     code, _, err = cli_process(
         ["run", "--dataset", str(bad), "--end", "2026-03-01", "--models", ""]
     )
-    assert code == 1 and f"{bad}: cannot read as parquet" in err
+    assert code == 1 and f"{bad}: cannot read as parquet" in err, (code, err[-3000:])
 
 
 def test_score_a_file(tmp_path: Path) -> None:
