@@ -3,8 +3,6 @@ MLFLOW_TRACKING_URI as a team would: runs and artifacts go through the server, t
 experiment page renders in Chromium, and a server stopped in the middle of a run makes
 that run fail clearly while a later run, once the server is back, recovers."""
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,19 +11,21 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from llm_eval_pipeline.cli import stop_servers
 from llm_eval_pipeline.core.schema import GENERATIONS
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.tracking.mlflow_runs import TAG_KIND, TAG_MODEL, experiment_name
 from llm_eval_pipeline_tests.browser import browser  # noqa: F401
-from llm_eval_pipeline_tests.test_process_faults import (
-    DAY,
-    dataset,
+from llm_eval_pipeline_tests.processes import (
+    answers,
+    capitals_dataset,
     environment,
     finish,
+    free_port,
     llm_eval,
-    register,
+    start_llm_eval,
 )
-from llm_eval_pipeline_tests.test_ui_e2e import answers, free_port
+from llm_eval_pipeline_tests.test_process_faults import DAY, register
 
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
@@ -45,15 +45,6 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
         assert time.monotonic() < deadline, "mlflow server did not answer within 120 s"
         time.sleep(0.5)
     return server
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
 
 
 def eval_runs(client: MlflowClient) -> list:
@@ -76,14 +67,13 @@ def test_the_pipeline_logs_to_an_mlflow_server(tmp_path: Path, browser) -> None:
     # with backoff) are what a stopped server meets.
     env = {**environment(home), "MLFLOW_TRACKING_URI": url,
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
-    data = dataset(home)
+    data = capitals_dataset(home)
     register(env, "a", "--backend", "precomputed", "--column", "right", "--baseline")
     register(env, "b", "--backend", "precomputed", "--column", "wrong")
     days = ["--start", str(DAY), "--end", str(DAY)]
     server = start_server(folder, port)
     try:
-        code, output = finish(llm_eval(env, "run", "--dataset", str(data), *days))
-        assert code == 0, output
+        output = llm_eval(env, "run", "--dataset", str(data), *days)
         assert f"MLflow runs: {url}" in output
         assert not (home / "mlflow.db").exists()  # nothing went to the local store
 
@@ -106,12 +96,12 @@ def test_the_pipeline_logs_to_an_mlflow_server(tmp_path: Path, browser) -> None:
 
         # The server stops once the run has begun; the run fails on its MLflow steps,
         # naming the server, and its Delta tables stay written.
-        run = llm_eval(env, "run", "--dataset", str(data), *days, "--models", "a")
+        run = start_llm_eval(env, "run", "--dataset", str(data), *days, "--models", "a")
         seen = []
         while not (seen and seen[-1].startswith("[1/")):  # ingestion done
             seen.append(run.stdout.readline())
             assert seen[-1], "".join(seen)
-        stop_server(server)
+        stop_servers([server])
         code, output = finish(run)
         assert code == 1, output
         assert "mlflow_eval_runs" in output and f"MLflow tracking at {url}" in output
@@ -119,10 +109,9 @@ def test_the_pipeline_logs_to_an_mlflow_server(tmp_path: Path, browser) -> None:
         version = DeltaStore(home / "delta").version(GENERATIONS)
 
         server = start_server(folder, port)
-        code, output = finish(llm_eval(env, "run", "--dataset", str(data), *days))
-        assert code == 0, output
+        llm_eval(env, "run", "--dataset", str(data), *days)
         assert [r.info.run_id for r in eval_runs(client)] == [r.info.run_id for r in runs]
         assert DeltaStore(home / "delta").version(GENERATIONS) > version
     finally:
-        stop_server(server)
+        stop_servers([server])
     assert not answers(f"{url}/health")

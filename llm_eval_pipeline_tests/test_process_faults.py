@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,51 +24,29 @@ from llm_eval_pipeline.core.schema import (
 )
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.tracking.mlflow_runs import TAG_KIND, TAG_MODEL, experiment_name
-from llm_eval_pipeline_tests.conftest import write_jsonl
 from llm_eval_pipeline_tests.defs.test_aggregates_asset import content_hash
-from llm_eval_pipeline_tests.openai_server import PROXY_VARS, FakeServer, Received, serve
-from llm_eval_pipeline_tests.test_ui_e2e import CAPITALS, REPO
+from llm_eval_pipeline_tests.openai_server import FakeServer, Received, serve
+from llm_eval_pipeline_tests.processes import (
+    CAPITALS,
+    capitals_dataset,
+    environment,
+    finish,
+    llm_eval,
+    start_llm_eval,
+)
 
 DAY = latest_day()
 OTHER_DAY = DAY - dt.timedelta(days=1)
 TABLES = (GENERATIONS, EXAMPLE_METRICS, METRIC_AGGREGATES)
 
 
-def environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
-    return {**env, "LLM_EVAL_HOME": str(home), "LLM_EVAL_SPARK_UI": "false"}
-
-
-def llm_eval(env: dict[str, str], *args: str) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("llm-eval")
-    return subprocess.Popen(
-        [str(exe), *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
-    )  # fmt: skip
-
-
-def finish(process: subprocess.Popen) -> tuple[int, str]:
-    output, _ = process.communicate(timeout=600)
-    return process.returncode, output
-
-
-def dataset(home: Path) -> Path:
-    rows = [
-        {"prompt": f"What is the capital of {country}?", "references": [city],
-         "right": f"The capital of {country} is {city}.", "wrong": "Springfield."}
-        for country, city in CAPITALS
-    ]  # fmt: skip
-    return write_jsonl(home / "data" / "capitals.jsonl", rows)
-
-
 def run_days(env: dict[str, str], data: Path, start: dt.date, *models: str) -> subprocess.Popen:
     days = ["--start", str(start), "--end", str(DAY)]
-    return llm_eval(env, "run", "--dataset", str(data), *days, "--models", ",".join(models))
+    return start_llm_eval(env, "run", "--dataset", str(data), *days, "--models", ",".join(models))
 
 
 def register(env: dict[str, str], *args: str) -> None:
-    code, output = finish(llm_eval(env, "models", "add", *args))
-    assert code == 0, output
+    llm_eval(env, "models", "add", *args)
 
 
 def model_runs(home: Path) -> list:
@@ -83,7 +60,7 @@ def model_runs(home: Path) -> list:
 def test_two_runs_at_once_on_a_fresh_home_both_commit(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = environment(home)
-    data = dataset(home)
+    data = capitals_dataset(home)
     register(env, "a", "--backend", "precomputed", "--column", "right", "--baseline")
     register(env, "b", "--backend", "precomputed", "--column", "wrong")
 
@@ -152,7 +129,7 @@ def answer_v2(received: Received) -> dict:
 def test_a_killed_run_leaves_the_previous_partition_whole(tmp_path, monkeypatch) -> None:
     home = tmp_path / "home"
     env = environment(home)
-    data = dataset(home)
+    data = capitals_dataset(home)
     store = DeltaStore(home / "delta")
     with serve(FakeServer(), monkeypatch) as server:
         register(env, "remote", "--backend", "openai", "--model", "m", "--base-url", server.url,

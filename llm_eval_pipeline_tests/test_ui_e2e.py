@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,11 +28,17 @@ from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.tracking.mlflow_runs import experiment_name
 from llm_eval_pipeline_tests.browser import browser, open_page  # noqa: F401
-from llm_eval_pipeline_tests.conftest import write_jsonl
+from llm_eval_pipeline_tests.processes import (
+    CAPITALS,
+    REPO,
+    answers,
+    capitals_dataset,
+    environment,
+    free_port,
+    llm_eval,
+)
 
-REPO = Path(__file__).parent.parent
 SCREENSHOTS = REPO / "docs" / "screenshots"
-CAPITALS = [("France", "Paris"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Japan", "Tokyo")]
 PLANTED = "<script>window.__pwned = 1</script>"
 LOCATION = {"repositoryLocationName": "llm_eval_pipeline", "repositoryName": "__repository__"}
 ADD_PARTITION = """
@@ -57,31 +62,6 @@ query($id: String!) {
 }"""
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def llm_eval(env: dict[str, str], *args: str) -> str:
-    exe = Path(sys.executable).with_name("llm-eval")
-    done = subprocess.run(
-        [str(exe), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def shoot(page, name: str) -> None:
     if os.environ.get("LLM_EVAL_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -94,17 +74,8 @@ def test_ui_shows_the_chain_in_dagster_and_the_runs_in_mlflow(
     browser,  # noqa: F811
 ) -> None:
     home = tmp_path / "home"
-    env = {**os.environ, "LLM_EVAL_HOME": str(home), "LLM_EVAL_SPARK_UI": "false"}
-    rows = [
-        {
-            "prompt": f"What is the capital of {country}?",
-            "references": [city],
-            "right": f"The capital of {country} is {city}.",
-            "wrong": f"The capital of {country} is {PLANTED}Springfield.",
-        }
-        for country, city in CAPITALS
-    ]
-    dataset = write_jsonl(home / "data" / "capitals.jsonl", rows)
+    env = environment(home)
+    dataset = capitals_dataset(home, wrong_city=f"{PLANTED}Springfield")
     # A model registered while the UI runs gets its partition from the new-model sensor
     # but no automatic runs: this test backfills it through GraphQL.
     (home / "config.yaml").write_text("backfill_days: 0\n")

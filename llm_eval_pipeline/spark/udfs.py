@@ -205,7 +205,7 @@ def generate_outputs(
                 {
                     **device.report(),
                     "pid": cached.pid,
-                    "device": cached.backend.device,
+                    "device": cached.backend.device,  # a spec may pin its own device
                     "load_seconds": cached.load_seconds,
                     "rows": rows,
                     "seconds": time.perf_counter() - started,
