@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import string
+import tempfile
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from llm_eval_pipeline.file_lock import exclusive
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -277,28 +282,45 @@ class ModelRegistry:
         return next((s for s in self.load() if s.baseline), None)
 
     def add(self, spec: ModelSpec, replace: bool = False) -> None:
-        specs = self.load()
-        if any(s.name == spec.name for s in specs):
-            if not replace:
-                raise ModelSpecError(f"model {spec.name!r} is already in {self.path}")
-            specs = [s for s in specs if s.name != spec.name]
-        self._save([*specs, spec])
+        with self._locked():
+            specs = self.load()
+            if any(s.name == spec.name for s in specs):
+                if not replace:
+                    raise ModelSpecError(f"model {spec.name!r} is already in {self.path}")
+                specs = [s for s in specs if s.name != spec.name]
+            self._save([*specs, spec])
 
     def remove(self, name: str) -> ModelSpec:
-        specs = self.load()
-        found = [s for s in specs if s.name == name]
-        if not found:
-            raise ModelSpecError(f"model {name!r} is not in {self.path}")
-        self._save([s for s in specs if s.name != name])
+        with self._locked():
+            specs = self.load()
+            found = [s for s in specs if s.name == name]
+            if not found:
+                raise ModelSpecError(f"model {name!r} is not in {self.path}")
+            self._save([s for s in specs if s.name != name])
         return found[0]
 
+    def _locked(self) -> AbstractContextManager[None]:
+        """Read-modify-write of the file happens under this lock: processes adding at
+        once would otherwise each write back what they read and lose the others' models."""
+        return exclusive(self.path.with_name(f".{self.path.name}.lock"))
+
     def _save(self, specs: list[ModelSpec]) -> None:
+        """Write the whole file under a unique temporary name, then rename it over the
+        old one, so a reader sees the old file or the new one, never a part."""
         _check_registry(specs, str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump({"models": [s.to_dict() for s in specs]}, sort_keys=False)
-        tmp = self.path.with_suffix(".yaml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(self.path)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _check_registry(specs: list[ModelSpec], where: str) -> None:
