@@ -4,110 +4,265 @@ Read once per process by :func:`get_settings`. This is the only module that read
 environment or ``LLM_EVAL_HOME/config.yaml`` for these values; everything else receives a
 :class:`Settings` (or a resource built from one).
 
-Precedence, highest first: environment variable, ``config.yaml``, default.
+Each setting is declared once, as a field of :class:`Settings` made by :func:`setting`:
+its default, its ``config.yaml`` key, its environment variable (if any), its help line
+and the parser that validates it. :meth:`Settings.load` iterates the fields, refuses keys
+it does not know (naming the nearest valid one) and values it cannot use; the README's
+settings table is :func:`settings_table` (a test keeps the two equal).
 
-============================== ======================== =========================
-setting                        environment              config.yaml key
-============================== ======================== =========================
-home                           ``LLM_EVAL_HOME``        (where config.yaml lives)
-profile (local | cluster)      ``LLM_EVAL_PROFILE``     ``profile``
-Delta engine (deltars | spark) ``LLM_EVAL_DELTA_ENGINE`` ``delta_engine``
-first daily partition          ``LLM_EVAL_START_DATE``  ``start_date``
-static dataset                 ``LLM_EVAL_DATASET``     ``dataset``
-dataset name                   ``LLM_EVAL_DATASET_NAME`` ``dataset_name``
-drop folder                    ``LLM_EVAL_INCOMING``    ``incoming_dir``
-extra data roots               ``LLM_EVAL_DATA_ROOTS``  ``data_roots`` (list)
-longest accepted field         --                       ``max_field_chars``
-task when a row has none       --                       ``default_task``
-Spark UI on/off                ``LLM_EVAL_SPARK_UI``    ``spark_ui``
-Spark master (cluster)         ``LLM_EVAL_SPARK_MASTER`` ``spark_master``
-GPUs per executor (cluster)    ``LLM_EVAL_EXECUTOR_GPUS`` ``executor_gpus``
-GPUs per task (cluster)        ``LLM_EVAL_TASK_GPUS``   ``task_gpus``
-GPU discovery script (cluster) ``LLM_EVAL_GPU_DISCOVERY_SCRIPT`` ``gpu_discovery_script``
-extra Spark conf               --                       ``spark_conf`` (mapping)
-MLflow tracking URI            ``MLFLOW_TRACKING_URI``  ``mlflow_tracking_uri``
-model registry file            ``LLM_EVAL_MODELS``      ``models_file``
-days a new model backfills     --                       ``backfill_days`` (7)
-row error rate that fails      --                       ``max_error_rate`` (0.5)
-Spark tasks for generation     --                       ``generation_partitions``
-metric groups                  --                       ``metric_groups`` (list)
-perplexity scorer model        --                       ``scorer_model``
-NLI model for hallucinations   --                       ``nli_model``
-judge endpoint                 --                       ``judge_base_url``, ``judge_model``,
-                                                        ``judge_api_key_env``
-bootstrap resamples and seed   --                       ``bootstrap_resamples`` (1000),
-                                                        ``bootstrap_seed`` (0)
-regression checks              --                       ``regression_metrics`` (list),
-                                                        ``regression_margin`` (0.02),
-                                                        ``regression_severity`` (WARN)
-============================== ======================== =========================
+Precedence, highest first: environment variable, ``config.yaml``, default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import difflib
 import functools
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, GROUPS
+from llm_eval_pipeline.core.schema import (
+    ALL_METRIC_COLUMNS,
+    METRIC_COLUMNS,
+    OPERATIONAL_METRICS,
+    TASKS,
+)
+
 Profile = Literal["local", "cluster"]
 DeltaEngineName = Literal["deltars", "spark"]
 
-PROFILES: tuple[str, ...] = ("local", "cluster")
-DELTA_ENGINES: tuple[str, ...] = ("deltars", "spark")
-DEFAULT_START_DATE = dt.date(2026, 1, 1)
-DEFAULT_REGRESSION_METRICS: tuple[str, ...] = (
-    "rougeL",
-    "answer_correctness",
-    "hallucination_index",
-    "reference_perplexity",
-)
-SEVERITIES: tuple[str, ...] = ("WARN", "ERROR")
+HOME_ENV = "LLM_EVAL_HOME"
 
 
 class SettingsError(ValueError):
     """A setting has a value the pipeline cannot use."""
 
 
+# ---------------------------------------------------------------- parsers
+# Each takes the raw value (a string from the environment, any YAML value from the file)
+# and returns the typed value or raises ValueError with what was expected.
+
+Parser = Callable[[Any], Any]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Mapping | list):
+        raise ValueError(f"expected text, got {value!r}")
+    return str(value)
+
+
+def _choice(*options: str, upper: bool = False) -> Parser:
+    def parse(value: Any) -> str:
+        text = str(value).upper() if upper else str(value)
+        if text not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a YYYY-MM-DD date") from None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _number(kind: type, minimum: float | None = None, maximum: float | None = None) -> Parser:
+    noun = "a whole number" if kind is int else "a number"
+
+    def parse(value: Any) -> int | float:
+        if isinstance(value, bool | Mapping | list):
+            raise ValueError(f"expected {noun}, got {value!r}")
+        try:
+            number = kind(value)
+            if kind is int and isinstance(value, float) and value != number:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"expected {noun}, got {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value!r}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _names(allowed: tuple[str, ...], what: str) -> Parser:
+    def parse(value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not items:
+            raise ValueError(f"expected a non-empty list of {what}, got {value!r}")
+        names = tuple(str(i).strip() for i in items)
+        for name in names:
+            if name not in allowed:
+                raise ValueError(f"unknown {what[:-1]} {name!r}{_did_you_mean(name, allowed)}")
+        return names
+
+    return parse
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _optional(parse: Parser) -> Parser:
+    def parse_optional(value: Any) -> Any:
+        return None if value in (None, "") else parse(value)
+
+    return parse_optional
+
+
+def _did_you_mean(name: str, valid: Any) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+# ---------------------------------------------------------------- declaration
+
+PATH, PATHS = "path", "paths"  # values resolved against the home (file) or cwd (environment)
+
+
+def setting(
+    default: Any,
+    help: str,
+    parse: Parser,
+    env: str | None = None,
+    key: str | None = None,
+    kind: str | None = None,
+) -> Any:
+    """A field of :class:`Settings`: its default and how it is read. ``key`` is the
+    ``config.yaml`` key (default: the field's name); ``kind`` marks paths."""
+    meta = {"help": help, "parse": parse, "env": env, "key": key, "kind": kind}
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+METRIC_NAMES: tuple[str, ...] = (*ALL_METRIC_COLUMNS, *OPERATIONAL_METRICS)
+_positive_int = _number(int, minimum=1)
+_optional_positive_int = _optional(_positive_int)
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, declared once. ``home`` comes from ``LLM_EVAL_HOME`` (default
+    ``./.llm_eval``) and holds ``config.yaml``; the rest come from :func:`setting`."""
+
     home: Path
-    profile: Profile = "local"
-    delta_engine: DeltaEngineName = "deltars"
-    start_date: dt.date = DEFAULT_START_DATE
-    dataset: Path | None = None
-    dataset_name: str | None = None
-    incoming_dir: Path | None = None
-    data_roots: tuple[Path, ...] = ()
-    max_field_chars: int = 50_000
-    default_task: str = "qa"
-    spark_ui: bool = True
-    spark_master: str | None = None
-    executor_gpus: float | None = None
-    task_gpus: float | None = None
-    gpu_discovery_script: str | None = None
-    spark_conf: Mapping[str, str] = field(default_factory=dict)
-    mlflow_tracking_uri_override: str | None = None
-    models_file: Path | None = None
-    backfill_days: int = 7
-    max_error_rate: float = 0.5
-    generation_partitions: int | None = None
-    metric_groups: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination")
-    scorer_model: str | None = None
-    nli_model: str | None = None
-    judge_base_url: str | None = None
-    judge_model: str | None = None
-    judge_api_key_env: str | None = None
-    bootstrap_resamples: int = 1000
-    bootstrap_seed: int = 0
-    regression_metrics: tuple[str, ...] = DEFAULT_REGRESSION_METRICS
-    regression_margin: float = 0.02
-    regression_severity: str = "WARN"
+    profile: Profile = setting(
+        "local", "Spark profile: local[*], or a cluster's master and GPUs",
+        _choice("local", "cluster"), env="LLM_EVAL_PROFILE")  # fmt: skip
+    delta_engine: DeltaEngineName = setting(
+        "deltars", "what writes Delta tables: delta-rs, or delta-spark (needs the Delta jars)",
+        _choice("deltars", "spark"), env="LLM_EVAL_DELTA_ENGINE")  # fmt: skip
+    start_date: dt.date = setting(
+        dt.date(2026, 1, 1), "first daily partition (YYYY-MM-DD)", _date,
+        env="LLM_EVAL_START_DATE")  # fmt: skip
+    dataset: Path | None = setting(
+        None, "static dataset file or Delta table, applied to every day", _optional(_text),
+        env="LLM_EVAL_DATASET", kind=PATH)  # fmt: skip
+    dataset_name: str | None = setting(
+        None, "dataset name (default: the file's stem)", _optional(_text),
+        env="LLM_EVAL_DATASET_NAME")  # fmt: skip
+    incoming_dir: Path | None = setting(
+        None, "drop folder: incoming/YYYY-MM-DD/* belongs to that day (default: home/incoming)",
+        _optional(_text), env="LLM_EVAL_INCOMING", kind=PATH)  # fmt: skip
+    data_roots: tuple[Path, ...] = setting(
+        (), "other folders datasets may be read from (a list; os.pathsep-separated in the "
+        "environment)", _text, env="LLM_EVAL_DATA_ROOTS", kind=PATHS)  # fmt: skip
+    max_field_chars: int = setting(
+        50_000, "longer fields are quarantined", _positive_int)  # fmt: skip
+    default_task: str = setting(
+        "qa", "task of rows that name none", _choice(*TASKS))  # fmt: skip
+    spark_ui: bool = setting(
+        True, "start Spark's web UI", _bool, env="LLM_EVAL_SPARK_UI")  # fmt: skip
+    spark_master: str | None = setting(
+        None, "cluster profile: spark.master", _optional(_text),
+        env="LLM_EVAL_SPARK_MASTER")  # fmt: skip
+    executor_gpus: float | None = setting(
+        None, "cluster profile: GPUs per executor", _optional(_number(float, minimum=0)),
+        env="LLM_EVAL_EXECUTOR_GPUS")  # fmt: skip
+    task_gpus: float | None = setting(
+        None, "cluster profile: GPUs per task", _optional(_number(float, minimum=0)),
+        env="LLM_EVAL_TASK_GPUS")  # fmt: skip
+    gpu_discovery_script: str | None = setting(
+        None, "cluster profile: Spark's GPU discovery script", _optional(_text),
+        env="LLM_EVAL_GPU_DISCOVERY_SCRIPT")  # fmt: skip
+    spark_conf: Mapping[str, str] = setting(
+        {}, "extra Spark configuration (a mapping), applied last", _mapping)  # fmt: skip
+    mlflow_tracking_uri_override: str | None = setting(
+        None, "MLflow tracking URI (default: sqlite:///home/mlflow.db)", _optional(_text),
+        env="MLFLOW_TRACKING_URI", key="mlflow_tracking_uri")  # fmt: skip
+    models_file: Path | None = setting(
+        None, "the model registry (default: home/models.yaml)", _optional(_text),
+        env="LLM_EVAL_MODELS", kind=PATH)  # fmt: skip
+    backfill_days: int = setting(
+        7, "days a newly registered model is generated for, back from yesterday",
+        _number(int, minimum=0))  # fmt: skip
+    max_error_rate: float = setting(
+        0.5, "a day×model partition with a larger share of failed rows fails",
+        _number(float, minimum=0, maximum=1))  # fmt: skip
+    warn_error_rate: float = setting(
+        0.05, "the error_rate check warns above this share of failed rows",
+        _number(float, minimum=0, maximum=1))  # fmt: skip
+    generation_partitions: int | None = setting(
+        None, "Spark tasks for generation and scoring (default: Spark's parallelism)",
+        _optional_positive_int)  # fmt: skip
+    metric_groups: tuple[str, ...] = setting(
+        DEFAULT_GROUPS, "metric groups to compute (a list)", _names(GROUPS, "metric groups")
+    )
+    scorer_model: str | None = setting(
+        None, "transformers model that scores perplexity for models without their own",
+        _optional(_text))  # fmt: skip
+    nli_model: str | None = setting(
+        None, "local NLI model whose contradiction joins the hallucination index",
+        _optional(_text))  # fmt: skip
+    judge_base_url: str | None = setting(
+        None, "OpenAI-compatible judge endpoint (the judge group)", _optional(_text)
+    )
+    judge_model: str | None = setting(None, "the judge's model name", _optional(_text))
+    judge_api_key_env: str | None = setting(
+        None, "NAME of the variable that holds the judge's key", _optional(_text)
+    )
+    bootstrap_resamples: int = setting(
+        1000, "bootstrap resamples for the 95% intervals", _positive_int)  # fmt: skip
+    bootstrap_seed: int = setting(
+        0, "seed of the bootstrap", _number(int, minimum=0))  # fmt: skip
+    regression_metrics: tuple[str, ...] = setting(
+        ("rougeL", "answer_correctness", "hallucination_index", "reference_perplexity"),
+        "metrics compared with the baseline model (a list; those of groups left out of "
+        "metric_groups are skipped only when this is not set)",
+        _names(METRIC_NAMES, "metrics"))  # fmt: skip
+    regression_margin: float = setting(
+        0.02, "a regression is worse than the baseline by more than this share of its mean",
+        _number(float, minimum=0))  # fmt: skip
+    regression_severity: str = setting(
+        "WARN", "severity of a failed regression check: WARN or ERROR",
+        _choice("WARN", "ERROR", upper=True))  # fmt: skip
 
     @property
     def dashboard_dir(self) -> Path:
@@ -138,6 +293,10 @@ class Settings:
         return self.home / "mlartifacts"
 
     @property
+    def judge_cache_dir(self) -> Path:
+        return self.home / "judge_cache"
+
+    @property
     def spark_local_dir(self) -> Path:
         return self.home / "spark"
 
@@ -161,93 +320,105 @@ class Settings:
 
     def with_dataset(self, dataset: Path | str, name: str | None = None) -> Settings:
         """A copy pointed at another static dataset (what ``llm-eval run --dataset`` does)."""
-        values = dict(self.__dict__)
-        values["dataset"] = Path(dataset).expanduser().resolve()
-        values["dataset_name"] = name or self.dataset_name
-        return Settings(**values)
+        return dataclasses.replace(
+            self,
+            dataset=Path(dataset).expanduser().resolve(),
+            dataset_name=name or self.dataset_name,
+        )
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``env`` (default: the process environment) and the
-        ``config.yaml`` in the home it names."""
+        ``config.yaml`` in the home it names. Unknown keys and unusable values raise
+        :class:`SettingsError` naming the file or variable, the key and what was wrong."""
         env = os.environ if env is None else env
-        home = Path(env.get("LLM_EVAL_HOME", ".llm_eval")).expanduser().resolve()
+        home = Path(env.get(HOME_ENV, ".llm_eval")).expanduser().resolve()
         config_path = home / "config.yaml"
         config = _read_config(config_path)
+        declared = {_key(f): f for f in dataclasses.fields(cls) if f.metadata}
+        for key in config:
+            if key not in declared:
+                raise SettingsError(
+                    f"{config_path}: unknown key {key!r}{_did_you_mean(str(key), declared)}"
+                )
+        values: dict[str, Any] = {}
+        for key, field in declared.items():
+            meta = field.metadata
+            if meta["env"] and env.get(meta["env"]) not in (None, ""):
+                raw, where, base = env[meta["env"]], f"{meta['env']} ({key})", Path.cwd()
+                if meta["kind"] == PATHS:
+                    raw = [r for r in raw.split(os.pathsep) if r]
+            elif key in config:
+                raw, where, base = config[key], f"{config_path}: {key}", home
+            else:
+                continue
+            try:
+                if meta["kind"] == PATHS:
+                    if not isinstance(raw, list):
+                        raise ValueError(f"expected a list of folders, got {raw!r}")
+                    values[field.name] = tuple(_resolve(meta["parse"](r), base) for r in raw)
+                elif meta["kind"] == PATH:
+                    values[field.name] = _resolve(meta["parse"](raw), base)
+                else:
+                    values[field.name] = meta["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{where}: {exc}") from None
+        settings = cls(home=home, **values)
+        return _check_together(settings, explicit=set(values), where=str(config_path))
 
-        def pick(env_name: str | None, key: str, default: Any = None) -> Any:
-            if env_name and env.get(env_name) not in (None, ""):
-                return env[env_name]
-            return config.get(key, default)
 
-        def pick_path(env_name: str, key: str) -> Path | None:
-            # From the environment a relative path is relative to the working directory;
-            # in config.yaml, to the home that holds the file.
-            if env.get(env_name):
-                return _as_path(env[env_name], Path.cwd())
-            return _as_path(config.get(key), home)
+def _key(field: dataclasses.Field) -> str:
+    return field.metadata.get("key") or field.name
 
-        profile = str(pick("LLM_EVAL_PROFILE", "profile", "local"))
-        if profile not in PROFILES:
-            raise SettingsError(f"profile {profile!r} is not one of {PROFILES}")
-        engine = str(pick("LLM_EVAL_DELTA_ENGINE", "delta_engine", "deltars"))
-        if engine not in DELTA_ENGINES:
-            raise SettingsError(f"delta_engine {engine!r} is not one of {DELTA_ENGINES}")
 
-        if env.get("LLM_EVAL_DATA_ROOTS"):
-            roots_base = Path.cwd()
-            roots = [r for r in env["LLM_EVAL_DATA_ROOTS"].split(os.pathsep) if r]
-        else:
-            roots_base = home
-            roots = config.get("data_roots") or []
-            if not isinstance(roots, list):
-                raise SettingsError(f"{config_path}: data_roots must be a list of folders")
-        severity = str(pick(None, "regression_severity", "WARN")).upper()
-        if severity not in SEVERITIES:
-            raise SettingsError(f"regression_severity {severity!r} is not one of {SEVERITIES}")
-        spark_conf = config.get("spark_conf") or {}
-        if not isinstance(spark_conf, Mapping):
-            raise SettingsError(f"{config_path}: spark_conf must be a mapping")
+def _resolve(value: str | None, base: Path) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
 
-        return cls(
-            home=home,
-            profile=profile,  # type: ignore[arg-type]
-            delta_engine=engine,  # type: ignore[arg-type]
-            start_date=_as_date(pick("LLM_EVAL_START_DATE", "start_date", DEFAULT_START_DATE)),
-            dataset=pick_path("LLM_EVAL_DATASET", "dataset"),
-            dataset_name=pick("LLM_EVAL_DATASET_NAME", "dataset_name"),
-            incoming_dir=pick_path("LLM_EVAL_INCOMING", "incoming_dir"),
-            data_roots=tuple(_as_path(r, roots_base) for r in roots),  # type: ignore[misc]
-            max_field_chars=int(pick(None, "max_field_chars", 50_000)),
-            default_task=str(pick(None, "default_task", "qa")),
-            spark_ui=_as_bool(pick("LLM_EVAL_SPARK_UI", "spark_ui", True)),
-            spark_master=pick("LLM_EVAL_SPARK_MASTER", "spark_master"),
-            executor_gpus=_as_float(pick("LLM_EVAL_EXECUTOR_GPUS", "executor_gpus")),
-            task_gpus=_as_float(pick("LLM_EVAL_TASK_GPUS", "task_gpus")),
-            gpu_discovery_script=pick("LLM_EVAL_GPU_DISCOVERY_SCRIPT", "gpu_discovery_script"),
-            spark_conf={str(k): str(v) for k, v in spark_conf.items()},
-            mlflow_tracking_uri_override=pick("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
-            models_file=pick_path("LLM_EVAL_MODELS", "models_file"),
-            backfill_days=int(pick(None, "backfill_days", 7)),
-            max_error_rate=float(pick(None, "max_error_rate", 0.5)),
-            generation_partitions=_as_int(pick(None, "generation_partitions")),
-            metric_groups=tuple(
-                config.get("metric_groups")
-                or ("rouge", "correctness", "perplexity", "hallucination")
-            ),
-            scorer_model=config.get("scorer_model"),
-            nli_model=config.get("nli_model"),
-            judge_base_url=config.get("judge_base_url"),
-            judge_model=config.get("judge_model"),
-            judge_api_key_env=config.get("judge_api_key_env"),
-            bootstrap_resamples=int(pick(None, "bootstrap_resamples", 1000)),
-            bootstrap_seed=int(pick(None, "bootstrap_seed", 0)),
-            regression_metrics=tuple(
-                config.get("regression_metrics") or DEFAULT_REGRESSION_METRICS
-            ),
-            regression_margin=float(pick(None, "regression_margin", 0.02)),
-            regression_severity=severity,
+
+def _check_together(settings: Settings, explicit: set[str], where: str) -> Settings:
+    """What a single field's parser cannot see: regression metrics must be computed."""
+    group_of = {name: group for group, names in METRIC_COLUMNS.items() for name in names}
+    computed = [
+        m
+        for m in settings.regression_metrics
+        if m not in group_of or group_of[m] in settings.metric_groups
+    ]
+    if "regression_metrics" in explicit and len(computed) < len(settings.regression_metrics):
+        off = [m for m in settings.regression_metrics if m not in computed]
+        raise SettingsError(
+            f"{where}: regression_metrics {off} belong to groups "
+            f"{sorted({group_of[m] for m in off})} that metric_groups "
+            f"{list(settings.metric_groups)} leaves out"
         )
+    if "judge" in settings.metric_groups and not (settings.judge_base_url and settings.judge_model):
+        raise SettingsError(f"{where}: the judge metric group needs judge_base_url and judge_model")
+    return dataclasses.replace(settings, regression_metrics=tuple(computed))
+
+
+def settings_table() -> str:
+    """The README's table of settings, made from the declarations."""
+    lines = [
+        "| `config.yaml` key | environment | default | what it sets |",
+        "|---|---|---|---|",
+    ]
+    for field in dataclasses.fields(Settings):
+        if not field.metadata:
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else {}
+        if isinstance(default, tuple):
+            default = list(default)
+        shown = "" if default in (None, (), [], {}) else f"`{_as_yaml(default)}`"
+        env = f"`{field.metadata['env']}`" if field.metadata["env"] else ""
+        lines.append(f"| `{_key(field)}` | {env} | {shown} | {field.metadata['help']} |")
+    return "\n".join(lines)
+
+
+def _as_yaml(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text.removesuffix("...").strip()
 
 
 @functools.cache
@@ -270,41 +441,5 @@ def _read_config(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise SettingsError(f"start_date {value!r} is not a YYYY-MM-DD date") from exc
-
-
-def _as_path(value: Any, base: Path) -> Path | None:
-    if value in (None, ""):
-        return None
-    path = Path(str(value)).expanduser()
-    return (path if path.is_absolute() else base / path).resolve()
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
-def _as_int(value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"expected a whole number, got {value!r}") from exc
-
-
-def _as_float(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"expected a number, got {value!r}") from exc
+if __name__ == "__main__":
+    print(settings_table())

@@ -89,3 +89,93 @@ def test_with_dataset_widens_allowed_roots(tmp_path: Path) -> None:
     assert s2.dataset == data.resolve() and s2.dataset_name == "x"
     assert data.parent.resolve() in s2.allowed_data_roots
     assert data.parent.resolve() not in s.allowed_data_roots
+
+
+def _config(tmp_path: Path, text: str) -> Settings:
+    (tmp_path / "config.yaml").write_text(text)
+    return Settings.load(env={"LLM_EVAL_HOME": str(tmp_path)})
+
+
+def test_a_misspelled_key_names_the_file_the_key_and_the_nearest_valid_name(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SettingsError) as failure:
+        _config(tmp_path, "bootstrap_resample: 10\n")
+    message = str(failure.value)
+    assert str(tmp_path / "config.yaml") in message
+    assert "'bootstrap_resample'" in message and "did you mean bootstrap_resamples?" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bootstrap_resamples: many\n", "bootstrap_resamples: expected a whole number"),
+        ("bootstrap_resamples: -5\n", "bootstrap_resamples: must be at least 1"),
+        ("backfill_days: 2.5\n", "backfill_days: expected a whole number"),
+        ("max_error_rate: 1.5\n", "max_error_rate: must be at most 1"),
+        ("regression_margin: lots\n", "regression_margin: expected a number"),
+        ("metric_groups: [rouge, correctnes]\n", "did you mean correctness?"),
+        ("regression_metrics: [rougel]\n", "unknown metric 'rougel' (did you mean rougeL?)"),
+        ("spark_ui: maybe\n", "spark_ui: 'maybe' is not true or false"),
+        ("regression_severity: fatal\n", "regression_severity"),
+        ("default_task: chat\n", "default_task: 'chat' is not one of"),
+        ("data_roots: /data\n", "data_roots: expected a list"),
+        ("spark_conf: [a]\n", "spark_conf: expected a mapping"),
+        (
+            "metric_groups: [rouge]\nregression_metrics: [rougeL, hallucination_index]\n",
+            "['hallucination_index'] belong to groups ['hallucination']",
+        ),
+        ("metric_groups: [rouge, judge]\n", "judge metric group needs judge_base_url"),
+    ],
+)
+def test_bad_config_values_stop_loading_with_file_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as failure:
+        _config(tmp_path, text)
+    assert message in str(failure.value)
+    assert "config.yaml" in str(failure.value)
+
+
+def test_good_config_values_are_typed(tmp_path: Path) -> None:
+    s = _config(
+        tmp_path,
+        "bootstrap_resamples: 10\nregression_metrics: [rougeL, error_rate]\n"
+        "regression_severity: error\nspark_ui: off\nmetric_groups: [rouge]\n",
+    )
+    assert s.bootstrap_resamples == 10 and s.regression_severity == "ERROR"
+    assert s.regression_metrics == ("rougeL", "error_rate") and s.spark_ui is False
+
+
+def test_default_regression_metrics_follow_the_enabled_groups(tmp_path: Path) -> None:
+    s = _config(tmp_path, "metric_groups: [rouge, correctness]\n")
+    assert s.regression_metrics == ("rougeL", "answer_correctness")
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LLM_EVAL_SPARK_UI"):
+        Settings.load(env={"LLM_EVAL_HOME": str(tmp_path), "LLM_EVAL_SPARK_UI": "perhaps"})
+
+
+def test_every_command_stops_on_a_misspelled_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "config.yaml").write_text("regression_margn: 0.1\n")
+    exe = Path(sys.executable).with_name("llm-eval")
+    for argv in (["models", "list"], ["run"], ["demo-models"]):
+        done = subprocess.run(
+            [str(exe), *argv], capture_output=True, text=True, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "LLM_EVAL_HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert "did you mean regression_margin?" in done.stderr
+
+
+def test_readme_settings_table_is_the_declared_one() -> None:
+    from llm_eval_pipeline.settings import settings_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
+    shown = readme[readme.index(begin) + len(begin) : readme.index(end)]
+    assert shown == settings_table(), "README's settings table differs: regenerate it"

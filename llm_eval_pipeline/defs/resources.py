@@ -7,10 +7,10 @@ from typing import Any
 from dagster import ConfigurableResource
 from dagster_pyspark import PySparkResource
 
-from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, JudgeConfig, MetricConfig
+from llm_eval_pipeline.core.metrics.config import JudgeConfig, MetricConfig
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.delta.store import DeltaStore
-from llm_eval_pipeline.settings import DEFAULT_REGRESSION_METRICS, Settings
+from llm_eval_pipeline.settings import Settings
 from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_workers
 
 
@@ -18,7 +18,7 @@ class DeltaStoreResource(ConfigurableResource):
     """Where the Delta tables live and which engine writes them."""
 
     root: str
-    engine: str = "deltars"
+    engine: str
 
     def store(self) -> DeltaStore:
         return DeltaStore(Path(self.root), self.engine)
@@ -32,8 +32,8 @@ class DatasetResource(ConfigurableResource):
     name: str | None = None
     incoming_dir: str
     allowed_roots: list[str]
-    max_field_chars: int = 50_000
-    default_task: str = "qa"
+    max_field_chars: int
+    default_task: str
 
     @property
     def static_path(self) -> Path | None:
@@ -41,13 +41,15 @@ class DatasetResource(ConfigurableResource):
 
 
 class ModelsResource(ConfigurableResource):
-    """The model registry and how generation runs: the row error rate that fails a
-    partition, the number of Spark tasks, and how many past days a new model backfills."""
+    """The model registry and how generation runs: the row error rates that fail a
+    partition and that warn, the number of Spark tasks, and how many past days a new
+    model backfills."""
 
     registry_path: str
-    max_error_rate: float = 0.5
+    max_error_rate: float
+    warn_error_rate: float
+    backfill_days: int
     partitions: int | None = None
-    backfill_days: int = 7
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(Path(self.registry_path))
@@ -57,7 +59,7 @@ class MetricsResource(ConfigurableResource):
     """Which metric groups run and the optional models they use (see
     ``core.metrics.config.MetricConfig``)."""
 
-    groups: list[str] = list(DEFAULT_GROUPS)
+    groups: list[str]
     scorer_model: str | None = None
     nli_model: str | None = None
     partitions: int | None = None
@@ -65,11 +67,11 @@ class MetricsResource(ConfigurableResource):
     judge_model: str | None = None
     judge_api_key_env: str | None = None
     judge_cache_dir: str | None = None
-    bootstrap_resamples: int = 1000
-    bootstrap_seed: int = 0
-    regression_metrics: list[str] = list(DEFAULT_REGRESSION_METRICS)
-    regression_margin: float = 0.02
-    regression_severity: str = "WARN"
+    bootstrap_resamples: int
+    bootstrap_seed: int
+    regression_metrics: list[str]
+    regression_margin: float
+    regression_severity: str
 
     def config(self) -> MetricConfig:
         judge = None
@@ -116,6 +118,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "models": ModelsResource(
             registry_path=str(settings.models_yaml),
             max_error_rate=settings.max_error_rate,
+            warn_error_rate=settings.warn_error_rate,
             partitions=settings.generation_partitions,
             backfill_days=settings.backfill_days,
         ),
@@ -127,7 +130,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             judge_base_url=settings.judge_base_url,
             judge_model=settings.judge_model,
             judge_api_key_env=settings.judge_api_key_env,
-            judge_cache_dir=str(settings.home / "judge_cache"),
+            judge_cache_dir=str(settings.judge_cache_dir),
             bootstrap_resamples=settings.bootstrap_resamples,
             bootstrap_seed=settings.bootstrap_seed,
             regression_metrics=list(settings.regression_metrics),
