@@ -104,3 +104,21 @@ def test_labelled_set_rankings() -> None:
 def test_unknown_group_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown metric groups"):
         MetricConfig(groups=("rouge", "bleu"))
+
+
+def test_cosines_stay_in_their_range_and_the_range_check_stays_strict() -> None:
+    """float32 unit vectors give 1.0000002 for identical texts; the metric is clipped where
+    it is computed, and the range check still counts a real violation."""
+    import pandas as pd
+
+    from llm_eval_pipeline.core.aggregate import out_of_range
+    from llm_eval_pipeline.core.metrics.correctness import semantic_similarity
+
+    texts = [f"The capital of country number {i} is city {i}." for i in range(40)]
+    sims = semantic_similarity(texts, [[t] for t in texts])
+    assert all(-1.0 <= s <= 1.0 for s in sims)
+    assert max(sims) == 1.0
+    assert out_of_range(pd.DataFrame({"semantic_similarity": sims})) == {}
+    assert out_of_range(pd.DataFrame({"semantic_similarity": [1.0000002, -1.0000002]})) == {
+        "semantic_similarity": 2
+    }

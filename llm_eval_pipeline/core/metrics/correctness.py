@@ -43,8 +43,9 @@ def semantic_similarity(
     model_path: str | None = None,
     batch_size: int = 64,
 ) -> list[float]:
-    """Max cosine similarity of each prediction to its references; each distinct text is
-    embedded once."""
+    """Max cosine similarity of each prediction to its references, in [-1, 1]; each
+    distinct text is embedded once. The float32 dot product of unit vectors can exceed 1
+    by a rounding step (1.0000002 for identical texts), so it is clipped."""
     texts = list(dict.fromkeys([*predictions, *(r for refs in references for r in refs)]))
     index = {text: i for i, text in enumerate(texts)}
     vectors = embed(texts, model_path, batch_size)
@@ -52,7 +53,7 @@ def semantic_similarity(
     for prediction, refs in zip(predictions, references, strict=True):
         p = vectors[index[prediction]]
         sims = [float(np.dot(p, vectors[index[r]])) for r in refs]
-        scores.append(max(sims))
+        scores.append(min(1.0, max(-1.0, max(sims))))
     return scores
 
 
