@@ -172,12 +172,82 @@ def paired_difference(
     )
 
 
+class Verdict:
+    """What a difference's interval says, against a margin of indifference ``m`` (in the
+    metric's units): ``regression`` or ``improvement`` when the whole interval lies beyond
+    ``m`` on the worse or better side, ``no_change`` when it lies within ``[-m, m]``,
+    ``inconclusive`` otherwise (or without an interval, or for a metric with no better
+    direction that did not stay within the margin)."""
+
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    NO_CHANGE = "no_change"
+    INCONCLUSIVE = "inconclusive"
+    ALL = (REGRESSION, IMPROVEMENT, NO_CHANGE, INCONCLUSIVE)
+
+
+def verdict(metric: str, ci_low: float, ci_high: float, margin: float) -> str:
+    """The :class:`Verdict` of a difference (candidate − baseline, or latest − previous)
+    whose confidence interval is ``[ci_low, ci_high]``; ``margin`` ≥ 0 in its units."""
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        return Verdict.INCONCLUSIVE
+    if -margin <= ci_low and ci_high <= margin:
+        return Verdict.NO_CHANGE
+    if metric in NEUTRAL_METRICS:
+        return Verdict.INCONCLUSIVE
+    lower_better = metric in LOWER_IS_BETTER
+    worse_at_least = ci_low if lower_better else -ci_high
+    better_at_least = -ci_high if lower_better else ci_low
+    if worse_at_least > margin:
+        return Verdict.REGRESSION
+    if better_at_least > margin:
+        return Verdict.IMPROVEMENT
+    return Verdict.INCONCLUSIVE
+
+
 def is_regression(difference: PairedDifference, relative_margin: float) -> bool:
     """Whether the candidate is worse than the baseline by more than ``relative_margin`` ×
     |baseline mean| with the interval's confidence (the whole interval lies beyond it)."""
+    if not difference.n:
+        return False
     margin = relative_margin * abs(difference.baseline_mean)
-    worse = difference.worse_by()
-    return bool(difference.n and not math.isnan(worse) and worse > margin)
+    return verdict(difference.metric, difference.ci_low, difference.ci_high, margin) == (
+        Verdict.REGRESSION
+    )
+
+
+@dataclass(frozen=True)
+class DayChange:
+    """A metric's mean on one day against an earlier day: the change, an interval for it
+    from the two days' independent intervals (the half-widths add in quadrature: an
+    approximation, as the days' examples may overlap), and its :func:`verdict`."""
+
+    change: float
+    ci_low: float
+    ci_high: float
+    verdict: str
+
+    @property
+    def score(self) -> float:
+        """|change| / half-width: above 1, beyond noise at about the 5% level; NaN
+        without an interval."""
+        half = (self.ci_high - self.ci_low) / 2
+        return abs(self.change) / half if half > 0 else math.nan
+
+
+def day_change(
+    metric: str,
+    previous: tuple[float, float, float],
+    latest: tuple[float, float, float],
+    relative_margin: float,
+) -> DayChange:
+    """``previous`` and ``latest`` are (mean, ci_low, ci_high); the margin is
+    ``relative_margin`` × |previous mean|."""
+    (was, was_low, was_high), (now, now_low, now_high) = previous, latest
+    half = math.hypot((was_high - was_low) / 2, (now_high - now_low) / 2)
+    change = now - was
+    low, high = change - half, change + half
+    return DayChange(change, low, high, verdict(metric, low, high, relative_margin * abs(was)))
 
 
 def valid_range(metric: str) -> tuple[float, float]:

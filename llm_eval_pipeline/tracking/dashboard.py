@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from llm_eval_pipeline.core.aggregate import day_change
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
     LOWER_IS_BETTER,
@@ -54,7 +55,9 @@ MAX_CHANGES = 10
 _CHANGES_NOTE = (
     '<p class="meta">Latest mean against the previous day with data, ranked by score = '
     "|change| / √(h₁² + h₂²), h being half of each day's 95% CI (above 1: beyond noise at "
-    "about the 5% level); without a CI, by the change relative to the previous mean.</p>"
+    "about the 5% level); without a CI, by the change relative to the previous mean. "
+    "The verdict comes from the change's interval: regression or improvement when it lies "
+    "wholly beyond the margin, no_change when wholly within it, else inconclusive.</p>"
 )
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _CSS = """
@@ -64,7 +67,7 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;paddi
 td:first-child{white-space:nowrap}
 th{background:#f0f0f0;text-align:left}td.num{text-align:right;white-space:nowrap}
 .best{background:#e4f5e4;font-weight:600}.ci{color:#777;font-size:12px}
-.improvement{color:#1c7a34}.regression{color:#b3261e}.changed{color:#555}
+.improvement{color:#1c7a34}.regression{color:#b3261e}.inconclusive,.no_change{color:#555}
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:16px}
 .swatch{display:inline-block;width:12px;height:12px;margin-right:6px;border-radius:2px}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:12px}
@@ -243,12 +246,13 @@ class Change(NamedTuple):
     verdict: str
 
 
-def _changes(frame: pd.DataFrame, latest: date) -> list[Change]:
+def _changes(frame: pd.DataFrame, latest: date, margin: float) -> list[Change]:
     """Per model and metric with data on ``latest``, the change of mean from the previous
-    day with data. Ranked by ``score = |change| / sqrt(h_prev² + h_latest²)``, ``h`` being
-    half the CI width (so about z / 1.96: above 1, significant at about the 5% level); where
-    a CI is missing or zero-wide, by the relative change ``|change| / |previous mean|``.
-    The ``MAX_CHANGES`` highest scores, zero changes left out."""
+    day with data and its verdict (``core.aggregate.day_change``, ``margin`` relative to
+    the previous mean). Ranked by ``score = |change| / sqrt(h_prev² + h_latest²)``, ``h``
+    being half the CI width; where a CI is missing or zero-wide, by the relative change
+    ``|change| / |previous mean|``. The ``MAX_CHANGES`` highest scores, zero changes left
+    out."""
     found = []
     for (model, metric), group in frame.groupby([Col.MODEL_ID, Agg.METRIC], sort=True):
         if len(group) < 2 or group[Col.EVAL_DATE].iloc[-1] != latest:
@@ -257,14 +261,16 @@ def _changes(frame: pd.DataFrame, latest: date) -> list[Change]:
         day, was, now = prev[Col.EVAL_DATE], prev[Agg.MEAN], last[Agg.MEAN]
         if now == was:
             continue
-        half = math.hypot(*((r[Agg.CI_HIGH] - r[Agg.CI_LOW]) / 2 for r in (prev, last)))
-        by_ci = _finite(half) and half > 0
-        score = abs(now - was) / (half if by_ci else abs(was) or 1.0)
+        change = day_change(
+            metric,
+            (was, prev[Agg.CI_LOW], prev[Agg.CI_HIGH]),
+            (now, last[Agg.CI_LOW], last[Agg.CI_HIGH]),
+            margin,
+        )
+        by_ci = _finite(change.score)
+        score = change.score if by_ci else abs(now - was) / (abs(was) or 1.0)
         unit = "× CI" if by_ci else "relative"
-        better = now < was if metric in LOWER_IS_BETTER else now > was
-        verdict = "improvement" if better else "regression"
-        verdict = "changed" if metric in NEUTRAL_METRICS else verdict
-        found.append(Change(model, metric, day, was, now, now - was, score, unit, verdict))
+        found.append(Change(model, metric, day, was, now, now - was, score, unit, change.verdict))
     return sorted(found, key=lambda c: -c.score)[:MAX_CHANGES]
 
 
@@ -336,9 +342,11 @@ def render_dashboard(
     *,
     title: str,
     generated_at: str,
+    margin: float,
     baseline: str | None = None,
 ) -> str:
-    """The dashboard as one self-contained HTML page.
+    """The dashboard as one self-contained HTML page; ``margin`` is the relative margin of
+    the day-over-day verdicts (``regression_margin``).
 
     ``aggregates`` holds ``metric_aggregates`` rows of any days and models (``eval_date``
     as dates or timestamps); ``worst`` is what :func:`worst_examples` returns. Metrics
@@ -358,7 +366,7 @@ def render_dashboard(
             f"{len(models)} model(s).</p>{_legend(models, colors, baseline)}"
             f"<h2>Leaderboard</h2>{_leaderboard(frame, days[-1], baseline)}"
             f"<h2>Biggest day-over-day changes</h2>{_CHANGES_NOTE}"
-            f"{_changes_table(_changes(frame, days[-1]))}"
+            f"{_changes_table(_changes(frame, days[-1], margin))}"
             f'<h2>Trends</h2><p class="meta">Lines are daily means; shaded bands are 95% '
             f'bootstrap confidence intervals.</p><div class="charts">{charts}</div>'
         )

@@ -137,3 +137,32 @@ def test_out_of_range_values_are_counted_per_metric() -> None:
         }
     )
     assert out_of_range(frame) == {"rougeL": 1, "reference_perplexity": 1}
+
+
+@pytest.mark.parametrize(
+    ("metric", "low", "high", "margin", "expected"),
+    [
+        ("rougeL", -0.001, 0.001, 0.01, "no_change"),
+        ("rougeL", 0.0, 0.0, 0.0, "no_change"),
+        ("rougeL", -0.05, -0.02, 0.01, "regression"),
+        ("rougeL", 0.02, 0.05, 0.01, "improvement"),
+        ("rougeL", -0.05, 0.005, 0.01, "inconclusive"),
+        ("hallucination_index", 0.02, 0.05, 0.01, "regression"),
+        ("hallucination_index", -0.05, -0.02, 0.01, "improvement"),
+        ("output_tokens", 3.0, 5.0, 1.0, "inconclusive"),
+        ("rougeL", math.nan, math.nan, 0.01, "inconclusive"),
+    ],
+)
+def test_verdict_comes_from_the_interval_and_the_margin(
+    metric: str, low: float, high: float, margin: float, expected: str
+) -> None:
+    from llm_eval_pipeline.core.aggregate import verdict
+
+    assert verdict(metric, low, high, margin) == expected
+
+
+def test_day_change_of_almost_nothing_is_no_change() -> None:
+    from llm_eval_pipeline.core.aggregate import day_change
+
+    change = day_change("rougeL", (0.5, 0.498, 0.502), (0.50004, 0.498, 0.502), 0.02)
+    assert change.verdict == "no_change" and change.change == pytest.approx(0.00004)

@@ -83,6 +83,7 @@ def page(**kwargs: object) -> str:
         title="LLM eval <nightly>",
         generated_at="2024-05-03T06:00:00+00:00",
         baseline=BASE,
+        margin=kwargs.pop("margin", 0.02),
         **kwargs,
     )
 
@@ -158,8 +159,20 @@ def test_biggest_changes_are_ranked_and_judged_by_direction() -> None:
     }
     by_key = {(r[0], r[1]): r for r in rows}
     assert by_key[(CAND, ROUGE_L)][2] == str(DAYS[0])  # the previous day with data
-    assert by_key[(CAND, LATENCY)][-1] == "improvement"  # latency fell
+    # latency fell by 5 ms, but its interval [-10.3, +0.3] reaches past the 3.8 ms margin
+    assert by_key[(CAND, LATENCY)][-1] == "inconclusive"
     assert all(r[0] != NEW for r in rows)  # nothing to compare with
+
+
+def test_a_change_that_rounds_to_zero_is_no_change_not_a_regression() -> None:
+    # the change's interval is ±0.014 (two days' CIs of ±2%): within a 5% margin (±0.025)
+    html = page(aggregates=aggregates({ROUGE_L: {BASE: (0.5000, 0.49996)}}), margin=0.05)
+    table = re.search(r'<table class="changes">(.*?)</table>', html).group(1)
+    (row,) = [
+        re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr class.*?</tr>", table)
+    ]
+    assert row[5].startswith("-0.000") and row[-1] == "no_change"
+    assert '<tr class="no_change">' in table and "regression" not in table
 
 
 def test_text_from_data_is_escaped() -> None:

@@ -183,6 +183,7 @@ def mlflow_eval_runs(
 def eval_dashboard(
     context: AssetExecutionContext,
     models: ModelsResource,
+    metrics: MetricsResource,
     delta: DeltaStoreResource,
     tracking: TrackingResource,
 ) -> MaterializeResult:
@@ -200,6 +201,7 @@ def eval_dashboard(
         pd.concat(worst, ignore_index=True) if worst else worst_examples(pd.DataFrame()),
         title="LLM evaluation",
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        margin=metrics.regression_margin,
         baseline=baseline.name if baseline else None,
     )
     folder = Path(tracking.dashboard_dir)
