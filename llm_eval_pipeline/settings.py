@@ -31,7 +31,6 @@ from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, GROUPS
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
     METRIC_COLUMNS,
-    OPERATIONAL_METRICS,
     TASKS,
 )
 
@@ -162,7 +161,6 @@ def setting(
     return dataclasses.field(default=default, metadata=meta)
 
 
-METRIC_NAMES: tuple[str, ...] = (*ALL_METRIC_COLUMNS, *OPERATIONAL_METRICS)
 _positive_int = _number(int, minimum=1)
 _optional_positive_int = _optional(_positive_int)
 
@@ -256,7 +254,7 @@ class Settings:
         ("rougeL", "answer_correctness", "hallucination_index", "reference_perplexity"),
         "metrics compared with the baseline model (a list; those of groups left out of "
         "metric_groups are skipped only when this is not set)",
-        _names(METRIC_NAMES, "metrics"))  # fmt: skip
+        _names(ALL_METRIC_COLUMNS, "metrics"))  # fmt: skip
     regression_margin: float = setting(
         0.02, "a regression is worse than the baseline by more than this share of its mean",
         _number(float, minimum=0))  # fmt: skip

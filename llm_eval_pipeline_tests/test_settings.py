@@ -140,11 +140,11 @@ def test_bad_config_values_stop_loading_with_file_and_key(
 def test_good_config_values_are_typed(tmp_path: Path) -> None:
     s = _config(
         tmp_path,
-        "bootstrap_resamples: 10\nregression_metrics: [rougeL, error_rate]\n"
-        "regression_severity: error\nspark_ui: off\nmetric_groups: [rouge]\n",
+        "bootstrap_resamples: 10\nregression_metrics: [rougeL, token_f1]\n"
+        "regression_severity: error\nspark_ui: off\nmetric_groups: [rouge, correctness]\n",
     )
     assert s.bootstrap_resamples == 10 and s.regression_severity == "ERROR"
-    assert s.regression_metrics == ("rougeL", "error_rate") and s.spark_ui is False
+    assert s.regression_metrics == ("rougeL", "token_f1") and s.spark_ui is False
 
 
 def test_default_regression_metrics_follow_the_enabled_groups(tmp_path: Path) -> None:

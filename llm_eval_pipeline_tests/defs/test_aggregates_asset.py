@@ -87,11 +87,11 @@ def chain(home: Settings, tmp_path: Path, spark):
         [ingest_examples], partition_key=DAY, resources=resources, instance=instance
     ).success
 
-    def run(model: str):
+    def run(model: str, settings_used: Settings | None = None):
         return materialize(
             [generations, example_metrics, metric_aggregates],
             partition_key=key(DAY, model),
-            resources=resources,
+            resources=build_resources(settings_used) if settings_used else resources,
             instance=instance,
             raise_on_error=False,
         )
@@ -126,6 +126,11 @@ def test_gold_table_metadata_and_checks(chain) -> None:
         "answer_correctness_worst_examples",
     }
     assert "| answer_correctness | 12 |" in regression.metadata["comparison"].value
+    # a precomputed model has no perplexity (no scorer model): listed, not compared
+    assert regression.metadata["compared"].value == [
+        m for m in settings.regression_metrics if m != "reference_perplexity"
+    ]
+    assert regression.metadata["not_compared"].value == ["reference_perplexity"]
 
     (event,) = worse.asset_materializations_for_node(METRIC_AGGREGATES.name)
     metadata = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
@@ -254,3 +259,26 @@ def test_three_materializations_give_identical_tables_and_one_mlflow_run(chain) 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name("capitals"))
     assert len(client.search_runs([experiment.experiment_id])) == 1
+
+
+def test_a_regression_metric_that_was_never_computed_fails_the_check(chain) -> None:
+    """A resource configured past the settings' validation (e.g. in the launchpad) with a
+    metric whose group is off: the check fails loudly instead of passing vacuously."""
+    import dataclasses
+
+    settings, run, _ = chain
+    assert run("base").success
+    off = dataclasses.replace(settings, regression_metrics=("rougeL", "judge_correctness"))
+    check = checks(run("same", off))[REGRESSION_CHECK]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert "judge_correctness" in check.description
+    assert check.metadata["compared"].value == ["rougeL"]
+
+
+def test_error_rate_check_warns_below_the_failing_threshold() -> None:
+    from llm_eval_pipeline.defs.assets.aggregates import error_rate_check
+
+    warned = error_rate_check(0.10, 0.05)
+    assert not warned.passed and warned.severity == AssetCheckSeverity.WARN
+    assert "10.0% of the generations failed" in warned.description
+    assert error_rate_check(0.05, 0.05).passed
