@@ -15,13 +15,20 @@ from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_work
 
 
 class DeltaStoreResource(ConfigurableResource):
-    """Where the Delta tables live and which engine writes them."""
+    """Where the Delta tables live and which engine writes them. The ``spark`` engine
+    writes through the process's SparkSession, started with ``spark_config`` if none is."""
 
     root: str
     engine: str
+    spark_config: dict[str, Any] | None = None
 
     def store(self) -> DeltaStore:
-        return DeltaStore(Path(self.root), self.engine)
+        session = None
+        if self.engine == "spark":
+            from pyspark.sql import SparkSession
+
+            session = SparkSession.builder.config(map=self.spark_config or {}).getOrCreate()
+        return DeltaStore(Path(self.root), self.engine, session)
 
 
 class DatasetResource(ConfigurableResource):
@@ -106,7 +113,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     use_this_python_for_workers(settings)
     return {
         "spark": PySparkResource(spark_config=spark_conf(settings)),
-        "delta": DeltaStoreResource(root=str(settings.delta_dir), engine=settings.delta_engine),
+        "delta": DeltaStoreResource(
+            root=str(settings.delta_dir),
+            engine=settings.delta_engine,
+            spark_config=spark_conf(settings),
+        ),
         "dataset": DatasetResource(
             path=str(settings.dataset) if settings.dataset else None,
             name=settings.dataset_name,

@@ -22,7 +22,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +60,12 @@ def _text(value: object) -> str:
 
 @dataclass(frozen=True)
 class DeltaStore:
-    """Reads and writes the pipeline's tables under ``root`` with one engine."""
+    """Reads and writes the pipeline's tables under ``root`` with one engine; the ``spark``
+    engine writes through ``spark`` (a SparkSession), unless a write is handed another."""
 
     root: Path
     engine: str = "deltars"
+    spark: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine not in ("deltars", "spark"):
@@ -106,6 +108,7 @@ class DeltaStore:
         self._check_partition(spec, partition)
         if self.engine == "deltars":
             return self._write_deltars(spec, _to_arrow(spec, data), partition)
+        spark = spark or self.spark
         if spark is None:
             raise DeltaStoreError("the spark Delta engine needs a SparkSession to write")
         return self._write_spark(spec, data, partition, spark)
@@ -169,14 +172,23 @@ class DeltaStore:
         frame = data
         if not isinstance(data, SparkDataFrame):
             frame = spark.createDataFrame(_to_arrow(spec, data).to_pandas())
-        (
-            frame.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", partition_predicate(partition))
-            .option("mergeSchema", "true")
-            .partitionBy(*spec.partition_by)
-            .save(str(self.path(spec)))
-        )
+        try:
+            (
+                frame.write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", partition_predicate(partition))
+                .option("mergeSchema", "true")
+                .partitionBy(*spec.partition_by)
+                .save(str(self.path(spec)))
+            )
+        except Exception as exc:
+            if "DATA_SOURCE_NOT_FOUND" not in str(exc):
+                raise
+            raise DeltaStoreError(
+                f"{spec.name}: delta_engine spark needs the Delta jars on Spark's classpath "
+                "(Databricks, or spark.jars.packages io.delta:delta-spark where Maven is "
+                "reachable); use delta_engine deltars otherwise"
+            ) from exc
         version = self.version(spec)
         assert version is not None
         return version
@@ -230,9 +242,9 @@ def _with_spec_columns(frame: DataFrame, spec: TableSpec) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_type
 
-    for field in spec.schema:
-        if field.name not in frame.columns:
-            frame = frame.withColumn(field.name, F.lit(None).cast(from_arrow_type(field.type)))
+    for column in spec.schema:
+        if column.name not in frame.columns:
+            frame = frame.withColumn(column.name, F.lit(None).cast(from_arrow_type(column.type)))
     return frame
 
 

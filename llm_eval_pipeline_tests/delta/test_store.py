@@ -161,3 +161,34 @@ def test_spark_engine_round_trip(tmp_path: Path, spark) -> None:
     store.write_partition(EVAL_EXAMPLES, examples(DAY_A, 2), {Col.EVAL_DATE: DAY_A}, spark=spark)
     store.write_partition(EVAL_EXAMPLES, examples(DAY_A, 2), {Col.EVAL_DATE: DAY_A}, spark=spark)
     assert store.read(spark, EVAL_EXAMPLES).count() == 2
+
+
+def test_spark_engine_writes_reach_spark_from_every_asset(home, tmp_path: Path, spark) -> None:
+    """The plumbing of ``delta_engine: spark``: a real materialization with that engine
+    hands its rows to Spark's ``format("delta")`` writer. Where the Delta jars are on the
+    classpath the partition is written; here (no jars, Maven unreachable) the write fails
+    with the message that says so, not for want of a SparkSession."""
+
+    from dagster import materialize
+
+    from llm_eval_pipeline.defs.assets.ingest import ingest_examples
+    from llm_eval_pipeline.defs.resources import build_resources
+    from llm_eval_pipeline_tests.conftest import write_jsonl
+
+    rows = [{"prompt": f"q{i}?", "references": [f"a{i}"]} for i in range(3)]
+    settings = dataclasses.replace(
+        home.with_dataset(write_jsonl(tmp_path / "data" / "d.jsonl", rows)), delta_engine="spark"
+    )
+    resources = build_resources(settings)
+    assert resources["delta"].store().spark is not None
+    result = materialize(
+        [ingest_examples], partition_key="2026-11-01", resources=resources, raise_on_error=False
+    )
+    if _spark_has_delta(spark):
+        assert result.success
+        assert DeltaStore(settings.delta_dir).read_arrow(EVAL_EXAMPLES).num_rows == 3
+    else:
+        (failure,) = result.get_step_failure_events()
+        message = str(failure.step_failure_data.error)
+        assert "needs the Delta jars on Spark's classpath" in message, message
+        assert "needs a SparkSession" not in message
