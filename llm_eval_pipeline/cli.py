@@ -8,7 +8,11 @@ llm-eval score INPUT --output OUT [--metrics GROUPS] [--model NAME_OR_PATH]
 llm-eval demo [--days N]
 llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
              [--models a,b]
+llm-eval status [--days N]
 llm-eval ui [--port 3000] [--mlflow-port 5000]
+
+Every command's exit status is its result: 0 done, 1 a problem it reported, 2 bad
+arguments (see :func:`entry`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -273,6 +279,20 @@ def _execute(job, partition_key: str | None, instance, label: str) -> bool:
     return result.success
 
 
+def status(settings: Settings, last_days: int) -> int:
+    """``llm-eval status``: the Delta tables and the leaderboard of the latest days."""
+    from llm_eval_pipeline.delta.store import DeltaStore
+
+    store = DeltaStore(settings.delta_dir, settings.delta_engine)
+    found = {
+        dt.date.fromisoformat(p[Col.EVAL_DATE])
+        for spec in SUMMARY_TABLES
+        for p in store.partitions(spec)
+    }
+    print_summary(settings, sorted(found)[-last_days:])
+    return 0
+
+
 def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
     from llm_eval_pipeline.delta.store import DeltaStore
 
@@ -482,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: nli_model from config.yaml)",
     )
 
+    status_parser = commands.add_parser("status", help="the Delta tables and the leaderboard")
+    status_parser.add_argument("--days", type=int, default=3, help="latest days shown (3)")
+
     ui = commands.add_parser("ui", help="start the Dagster and MLflow UIs on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000, help="Dagster UI port (3000)")
     ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (5000)")
@@ -504,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             nli = args.nli_model or settings.nli_model
             score_file(Path(args.input), Path(args.output), groups, args.model, registry, nli)
             return 0
+        if args.command == "status":
+            return status(settings, max(1, args.days))
         if args.command == "demo-models":
             build_demo(settings, args.force)
             return 0
@@ -528,5 +553,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``llm-eval`` console script: run :func:`main`, flush, and leave with its exit
+    status at once. Native libraries' thread pools (delta-rs, Arrow, torch) can abort the
+    interpreter's own teardown after the work is done ("terminate called without an active
+    exception", exit 134), which a scheduler would count as a failed run; ``os._exit`` skips
+    that teardown. Everything the command wrote is committed before ``main`` returns."""
+    code = 1
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse: --help (0) and bad arguments (2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        _stop_spark()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+def _stop_spark() -> None:
+    """Stop this process's SparkSession, if it started one, so its JVM cleans up."""
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        with contextlib.suppress(Exception):
+            session.stop()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
