@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,29 @@ def test_cosines_stay_in_their_range_and_the_range_check_stays_strict() -> None:
     assert out_of_range(pd.DataFrame({"semantic_similarity": [1.0000002, -1.0000002]})) == {
         "semantic_similarity": 2
     }
+
+
+def test_metric_config_hash_follows_values_not_operations(tmp_path) -> None:
+    """The home folder (the judge's cache), timeouts, retries, concurrency and batch sizes
+    leave the hash alone; what changes a metric's value changes it."""
+    from llm_eval_pipeline.defs.resources import build_resources
+    from llm_eval_pipeline.settings import Settings
+
+    def config_of(home: str, **config: object):
+        folder = tmp_path / home
+        folder.mkdir()
+        (folder / "config.yaml").write_text(
+            "metric_groups: [rouge, judge]\njudge_base_url: http://127.0.0.1:9/v1\n"
+            + "".join(f"{k}: {v}\n" for k, v in config.items())
+        )
+        settings = Settings.load(env={"LLM_EVAL_HOME": str(folder)})
+        return build_resources(settings)["metrics"].config()
+
+    here, there = config_of("a", judge_model="m"), config_of("b", judge_model="m")
+    assert here.judge.cache_dir != there.judge.cache_dir
+    assert here.hash == there.hash
+    judge = replace(here.judge, timeout_s=99, max_retries=9, max_concurrency=1)
+    slower = replace(here, judge=judge, embedding_batch_size=8, perplexity_batch_size=1)
+    assert slower.hash == here.hash
+    assert config_of("c", judge_model="other").hash != here.hash
+    assert replace(here, correctness_penalty=0.5).hash != here.hash

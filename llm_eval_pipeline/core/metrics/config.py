@@ -1,12 +1,23 @@
-"""Which metrics run and with what settings; hashed into ``metric_config_hash``."""
+"""Which metrics run and with what settings; hashed into ``metric_config_hash``.
+
+A field marked :data:`OPERATIONAL` changes how a metric is computed (where a cache lives,
+batch sizes, timeouts, retries, concurrency) but not its value, and stays out of the hash:
+the same metrics under another home folder or timeout keep the same hash."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
+
+OPERATIONAL = {"operational": True}
+
+
+def _operational(default: Any) -> Any:
+    return field(default=default, metadata=OPERATIONAL)
+
 
 GROUPS: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination", "judge")
 DEFAULT_GROUPS: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination")
@@ -18,11 +29,11 @@ class JudgeConfig:
 
     base_url: str
     model: str
-    api_key_env: str | None = None
-    cache_dir: str | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 3
-    max_concurrency: int = 4
+    api_key_env: str | None = _operational(None)
+    cache_dir: str | None = _operational(None)
+    timeout_s: float = _operational(30.0)
+    max_retries: int = _operational(3)
+    max_concurrency: int = _operational(4)
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,8 @@ class MetricConfig:
         }
     )
     embedding_model: str | None = None  # a SentenceTransformer path; None: all-MiniLM-L6-v2
-    embedding_batch_size: int = 64
-    perplexity_batch_size: int = 8
+    embedding_batch_size: int = _operational(64)
+    perplexity_batch_size: int = _operational(8)
     perplexity_stride: int | None = None  # None: half the model's context
     scorer_model: str | None = None  # transformers path to score models without their own
     hallucination_weights: Mapping[str, float] = field(
@@ -72,6 +83,17 @@ class MetricConfig:
 
     @property
     def hash(self) -> str:
-        """First 16 hex digits of the SHA-256 of the configuration."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        """First 16 hex digits of the SHA-256 of the fields that change a metric's value
+        (every field not marked :data:`OPERATIONAL`)."""
+        text = json.dumps(_identity(self), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _identity(config: Any) -> Any:
+    if not is_dataclass(config):
+        return list(config) if isinstance(config, tuple) else config
+    return {
+        f.name: _identity(getattr(config, f.name))
+        for f in fields(config)
+        if not f.metadata.get("operational")
+    }
