@@ -58,6 +58,7 @@ class Result:
     goal: str  # "identical, >= 50x"
     met: bool
     notes: list[str] = field(default_factory=list)  # checks done, extra measurements
+    shortfall: str | None = None  # why the goal is missed, from this run's own figures
 
     def lines(self) -> list[str]:
         out = [f"{self.id} {self.title}"]
@@ -69,6 +70,8 @@ class Result:
             out.append(f"  {'ratio':<34} {self.ratio:.2f}x")
         out.append(f"  goal {self.goal}: {'met' if self.met else 'NOT met'}")
         out.extend(f"  {note}" for note in self.notes)
+        if not self.met and self.shortfall:
+            out.append(f"  why: {self.shortfall}")
         return out
 
     def print(self) -> None:
