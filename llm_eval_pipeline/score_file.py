@@ -15,6 +15,7 @@ from llm_eval_pipeline.core.metrics.config import GROUPS, MetricConfig
 from llm_eval_pipeline.core.models import ModelRegistry, ModelSpec, ModelSpecError
 from llm_eval_pipeline.core.schema import METRIC_NOTES, Col
 from llm_eval_pipeline.core.scoring import ScoringContext, output_columns, score_batch
+from llm_eval_pipeline.core.text import first_invalid_text
 
 PREDICTION = "prediction"
 CHUNK_ROWS = 256
@@ -33,12 +34,30 @@ def read_table(path: Path) -> pd.DataFrame:
         raise ScoreFileError(f"{path}: file not found")
     try:
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
+            return _read_jsonl(path)
         if kind == "csv":
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         return pd.read_parquet(path)
     except (ValueError, OSError) as exc:
         raise ScoreFileError(f"{path}: cannot read: {exc}") from exc
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """One record per non-blank line, parsed by ``json`` exactly (pandas' reader drops a
+    lone surrogate escape without a word, which would score altered text)."""
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ScoreFileError(f"{path} row {number}: invalid JSON: {exc.msg}") from exc
+            if not isinstance(record, dict):
+                raise ScoreFileError(f"{path} row {number}: expected a JSON object")
+            records.append(record)
+    return pd.DataFrame.from_records(records)
 
 
 def _references(value: object) -> list[str]:
@@ -65,6 +84,7 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise ScoreFileError(
             f"{path}: no 'reference' or 'references' column (found {list(frame.columns)})"
         )
+    _check_unicode(frame, path)
     n = len(frame)
     return pd.DataFrame(
         {
@@ -81,6 +101,20 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             ],
         }
     )
+
+
+def _check_unicode(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate such as ``"\\ud800"``),
+    naming the row (1-based, as in the file) and the column."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        for row, value in enumerate(frame[column], start=1):
+            if isinstance(value, str | list | dict) and (found := first_invalid_text(value)):
+                raise ScoreFileError(
+                    f"{path} row {row} field '{column}': holds {found[1]}, half of a UTF-16 "
+                    "surrogate pair (text cut inside a character): not valid Unicode"
+                )
 
 
 def model_spec(name_or_path: str, registry: ModelRegistry) -> ModelSpec:

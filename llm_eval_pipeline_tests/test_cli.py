@@ -228,3 +228,15 @@ def test_score_names_a_missing_column(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "answer": "y"}])
     code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.jsonl")])
     assert code == 1 and "no 'prediction' column" in err and str(source) in err
+
+
+def test_score_names_text_that_is_not_valid_unicode(tmp_path: Path) -> None:
+    source = tmp_path / "cut.jsonl"
+    source.write_text(
+        '{"prediction": "fine", "reference": "fine"}\n'
+        '{"prediction": "a smile \\ud83d", "reference": "a smile"}\n',
+        encoding="utf-8",
+    )
+    code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.parquet")])
+    assert code == 1, err
+    assert f"{source} row 2 field 'prediction': holds \\ud83d" in err

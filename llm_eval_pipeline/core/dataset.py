@@ -42,6 +42,7 @@ from llm_eval_pipeline.core.schema import (
     Col,
     Reason,
 )
+from llm_eval_pipeline.core.text import first_invalid_text
 
 TEXT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 BINARY_FORMATS = {".parquet": "parquet", ".pq": "parquet"}
@@ -345,6 +346,15 @@ class Validator:
         if record.problem is not None:
             return record.problem
         assert record.fields is not None
+        invalid = first_invalid_text(record.fields)
+        if invalid:
+            where, escape = invalid
+            return Problem(
+                where.strip(),
+                Reason.INVALID_ENCODING,
+                f"holds {escape}, half of a UTF-16 surrogate pair (text cut inside a "
+                "character): not valid Unicode",
+            )
         fields = {str(k).strip(): v for k, v in record.fields.items()}
         picked: dict[str, tuple[str, Any]] = {}
         for canonical, aliases in FIELD_ALIASES.items():

@@ -271,3 +271,16 @@ def test_invalid_options_raise(options: dict[str, Any]) -> None:
 def test_empty_batch_sends_nothing(server: FakeServer) -> None:
     assert make_backend(server.url).generate([]) == []
     assert server.requests == []
+
+
+def test_an_output_cut_inside_a_character_is_stored_as_valid_unicode(server: FakeServer) -> None:
+    """An endpoint may answer with half a surrogate pair (``"\\ud83d"``, valid JSON): the
+    output keeps its text with U+FFFD in place of the half character, so Arrow (and so
+    Delta, MLflow and the dashboard) can store it."""
+    import pyarrow as pa
+
+    cut = b'{"choices": [{"message": {"content": "a smile \\ud83d"}, "finish_reason": "length"}]}'
+    server.script["smile"] = [{"body": cut}]
+    (out,) = make_backend(server.url).generate(rows("smile"))
+    assert out.error is None and out.output == "a smile \ufffd"
+    assert pa.array([out.output]).to_pylist() == ["a smile \ufffd"]

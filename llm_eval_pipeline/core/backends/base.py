@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from llm_eval_pipeline.core.text import valid_unicode
+
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
 FINISH_ERROR = "error"
@@ -36,6 +38,11 @@ class GenerationOutput:
     error: str | None = None
     output_logprob: float | None = None
     output_logprob_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        # An endpoint may answer with a lone surrogate ("\ud800"); Arrow cannot store it.
+        object.__setattr__(self, "output", valid_unicode(self.output))
+        object.__setattr__(self, "error", valid_unicode(self.error))
 
     @classmethod
     def failed(cls, error: str, latency_ms: float = 0.0) -> GenerationOutput:
