@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.models import (
     BACKENDS,
     ModelRegistry,
@@ -55,7 +56,7 @@ from llm_eval_pipeline.core.schema import (
     TableSpec,
 )
 from llm_eval_pipeline.file_lock import exclusive
-from llm_eval_pipeline.settings import Settings, SettingsError, get_settings
+from llm_eval_pipeline.settings import Settings, get_settings
 
 DEMO_DATASET_NAME = "demo_eval"
 # Each run starts its own Spark driver: two at a time suits a laptop.
@@ -77,8 +78,14 @@ SUMMARY_TABLES: tuple[TableSpec, ...] = (
 )
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A problem to report in one line, with exit status 1."""
+
+
+DEBUG_ENV = "LLM_EVAL_DEBUG"
+# Usage reports stay off: MLflow's client and server send them unless told not to
+# (Dagster's are off in DAGSTER_YAML). Nothing leaves the machine.
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 @dataclass(frozen=True)
@@ -152,14 +159,20 @@ def ui_commands(settings: Settings, port: int, mlflow_port: int) -> dict[str, li
     }
 
 
-def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
-    """Run ``dagster dev`` and ``mlflow ui`` until Ctrl-C (or until one exits), then stop
-    both. A remote ``MLFLOW_TRACKING_URI`` has its own UI, so only Dagster starts then."""
-    env = {
+def ui_environment(settings: Settings) -> dict[str, str]:
+    """The servers' environment: this one, the home, its Dagster instance, no telemetry."""
+    return {
         **os.environ,
+        **NO_TELEMETRY,
         "DAGSTER_HOME": str(prepare_dagster_home(settings)),
         "LLM_EVAL_HOME": str(settings.home),
     }
+
+
+def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
+    """Run ``dagster dev`` and ``mlflow ui`` until Ctrl-C (or until one exits), then stop
+    both. A remote ``MLFLOW_TRACKING_URI`` has its own UI, so only Dagster starts then."""
+    env = ui_environment(settings)
     commands = ui_commands(settings, port, mlflow_port)
     if settings.mlflow_tracking_uri_override and not settings.mlflow_tracking_uri.startswith(
         "sqlite:"
@@ -450,6 +463,11 @@ def _parse_models(text: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-eval", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of any error (or set {DEBUG_ENV}=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the pipeline on the shipped demo dataset")
@@ -459,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", help="dataset file or Delta table (else config.yaml)")
     run.add_argument("--name", help="dataset name (default: the file's stem)")
     run.add_argument("--start", type=_parse_date, help="first day, YYYY-MM-DD (default: --end)")
-    run.add_argument("--end", type=_parse_date, help="last day, YYYY-MM-DD (default: today)")
+    run.add_argument(
+        "--end", type=_parse_date, help="last day, YYYY-MM-DD (default: yesterday, UTC)"
+    )
     run.add_argument("--models", type=_parse_models, default=[], help="model names, a,b")
 
     demo_models = commands.add_parser("demo-models", help="build the two tiny demo models")
@@ -512,45 +532,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A problem with the user's input or setup (a ``UserError``) is
+    one line on stderr; anything else is a bug, reported with its type and, with
+    ``--debug`` or ``LLM_EVAL_DEBUG=1``, its traceback. Either way the status is 1."""
     args = build_parser().parse_args(argv)
+    os.environ.update(NO_TELEMETRY)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0", "false")
     try:
-        settings = get_settings()
-        if args.command == "ui":
-            return start_ui(settings, args.port, args.mlflow_port)
-        if args.command == "models":
-            return models_command(settings, args)
-        if args.command == "score":
-            from llm_eval_pipeline.score_file import score_file
-
-            groups = [g.strip() for g in args.metrics.split(",")] if args.metrics else None
-            registry = ModelRegistry(settings.models_yaml)
-            nli = args.nli_model or settings.nli_model
-            score_file(Path(args.input), Path(args.output), groups, args.model, registry, nli)
-            return 0
-        if args.command == "status":
-            return status(settings, max(1, args.days))
-        if args.command == "demo-models":
-            build_demo(settings, args.force)
-            return 0
-        if args.command == "demo":
-            if args.days < 1:
-                raise CliError("--days must be at least 1")
-            end = latest_day()
-            start = end - dt.timedelta(days=args.days - 1)
-            settings = settings.with_dataset(demo_dataset_path(), DEMO_DATASET_NAME)
-            days = date_range(start, end, settings)
-            request = RunRequest(days=days, models=register_demo_models(settings))
-        else:
-            if args.dataset:
-                settings = settings.with_dataset(args.dataset, args.name)
-            end = args.end or latest_day()
-            request = RunRequest(
-                days=date_range(args.start or end, end, settings), models=args.models
-            )
-        return run_pipeline(settings, request)
-    except (CliError, SettingsError, ModelSpecError, ValueError) as exc:
+        return run_command(args)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
         print(f"llm-eval: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: reported, never swallowed
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+        print(f"llm-eval: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return 1
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Dispatch a parsed command line."""
+    settings = get_settings()
+    if args.command == "ui":
+        return start_ui(settings, args.port, args.mlflow_port)
+    if args.command == "models":
+        return models_command(settings, args)
+    if args.command == "score":
+        from llm_eval_pipeline.score_file import score_file
+
+        groups = [g.strip() for g in args.metrics.split(",")] if args.metrics else None
+        registry = ModelRegistry(settings.models_yaml)
+        nli = args.nli_model or settings.nli_model
+        score_file(Path(args.input), Path(args.output), groups, args.model, registry, nli)
+        return 0
+    if args.command == "status":
+        return status(settings, max(1, args.days))
+    if args.command == "demo-models":
+        build_demo(settings, args.force)
+        return 0
+    if args.command == "demo":
+        if args.days < 1:
+            raise CliError("--days must be at least 1")
+        end = latest_day()
+        start = end - dt.timedelta(days=args.days - 1)
+        settings = settings.with_dataset(demo_dataset_path(), DEMO_DATASET_NAME)
+        days = date_range(start, end, settings)
+        request = RunRequest(days=days, models=register_demo_models(settings))
+    else:
+        if args.dataset:
+            settings = settings.with_dataset(args.dataset, args.name)
+        elif args.name:
+            if settings.dataset is None:
+                raise CliError(
+                    "--name names the dataset of --dataset (or of `dataset` in "
+                    "config.yaml), and neither is set"
+                )
+            settings = settings.with_dataset(settings.dataset, args.name)
+        end = args.end or latest_day()
+        request = RunRequest(days=date_range(args.start or end, end, settings), models=args.models)
+    return run_pipeline(settings, request)
 
 
 def entry() -> None:

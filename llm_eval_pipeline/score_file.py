@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from llm_eval_pipeline.core.aggregate import bootstrap_ci
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.metrics.config import GROUPS, MetricConfig
-from llm_eval_pipeline.core.models import ModelRegistry, ModelSpec, ModelSpecError
+from llm_eval_pipeline.core.models import ModelRegistry, ModelSpec
 from llm_eval_pipeline.core.schema import METRIC_NOTES, Col
 from llm_eval_pipeline.core.scoring import ScoringContext, output_columns, score_batch
 from llm_eval_pipeline.core.text import first_invalid_text
@@ -22,7 +23,7 @@ CHUNK_ROWS = 256
 READERS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
-class ScoreFileError(ValueError):
+class ScoreFileError(UserError, ValueError):
     """A problem with the input or output file, naming it."""
 
 
@@ -118,10 +119,11 @@ def _check_unicode(frame: pd.DataFrame, path: Path) -> None:
 
 
 def model_spec(name_or_path: str, registry: ModelRegistry) -> ModelSpec:
-    try:
-        return registry.get(name_or_path)
-    except ModelSpecError:
-        pass
+    """A registered model by name, or a model folder. A registry that cannot be read
+    raises its own error (naming the file), not "neither a model nor a path"."""
+    registered = {spec.name: spec for spec in registry.load()}
+    if name_or_path in registered:
+        return registered[name_or_path]
     if not Path(name_or_path).exists():
         raise ScoreFileError(f"--model {name_or_path!r} is neither a registered model nor a path")
     return ModelSpec("scorer", "transformers", {"path": str(Path(name_or_path).resolve())})

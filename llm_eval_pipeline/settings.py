@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, GROUPS
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
@@ -40,7 +41,7 @@ DeltaEngineName = Literal["deltars", "spark"]
 HOME_ENV = "LLM_EVAL_HOME"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting has a value the pipeline cannot use."""
 
 

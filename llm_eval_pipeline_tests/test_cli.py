@@ -166,6 +166,7 @@ def test_run_on_a_users_dataset_for_chosen_models(tmp_path: Path, spark) -> None
         (["run", "--end", "2999-01-01"], "is after the latest complete day"),
         (["run", "--start", "2020-01-01", "--end", "2026-01-02"], "before the first partition"),
         (["demo", "--days", "0"], "at least 1"),
+        (["run", "--name", "mine"], "--name names the dataset of --dataset"),
     ],
 )
 def test_bad_arguments_exit_1_with_a_message(argv: list[str], message: str) -> None:
@@ -240,3 +241,59 @@ def test_score_names_text_that_is_not_valid_unicode(tmp_path: Path) -> None:
     code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.parquet")])
     assert code == 1, err
     assert f"{source} row 2 field 'prediction': holds \\ud83d" in err
+
+
+def test_run_end_defaults_to_yesterday_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "(default: yesterday, UTC)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_bug_is_reported_as_one_and_its_traceback_shown_on_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import llm_eval_pipeline.cli as cli_module
+
+    def broken(*_: object) -> int:
+        raise KeyError("an internal slip")
+
+    monkeypatch.setattr(cli_module, "status", broken)
+    code, _, err = cli(["status"])
+    assert code == 1 and "internal error: KeyError: 'an internal slip'" in err
+    assert "--debug" in err and "Traceback" not in err
+    code, _, err = cli(["--debug", "status"])
+    assert code == 1 and "Traceback (most recent call last)" in err and "broken" in err
+    monkeypatch.setenv("LLM_EVAL_DEBUG", "1")
+    code, _, err = cli(["status"])
+    assert "Traceback (most recent call last)" in err
+
+
+def test_a_user_error_is_one_line(tmp_path: Path) -> None:
+    code, _, err = cli(["score", str(tmp_path / "none.jsonl"), "--output", "o.csv"])
+    assert code == 1 and err.strip() == f"llm-eval: {tmp_path / 'none.jsonl'}: file not found"
+
+
+def test_score_reports_a_broken_registry_as_such(tmp_path: Path) -> None:
+    settings = get_settings()
+    source = write_jsonl(tmp_path / "p.jsonl", [{"prediction": "a", "reference": "a"}])
+    backup = settings.models_yaml.read_text() if settings.models_yaml.exists() else None
+    settings.models_yaml.parent.mkdir(parents=True, exist_ok=True)
+    settings.models_yaml.write_text("models: [unclosed\n")
+    try:
+        argv = ["score", str(source), "--output", str(tmp_path / "o.csv"), "--model", "tiny-qa"]
+        code, _, err = cli(argv)
+    finally:
+        if backup is None:
+            settings.models_yaml.unlink()
+        else:
+            settings.models_yaml.write_text(backup)
+    assert code == 1 and f"{settings.models_yaml}: not valid YAML" in err
+    assert "neither a registered model nor a path" not in err
+
+
+def test_every_command_and_the_ui_servers_run_without_mlflow_telemetry() -> None:
+    from llm_eval_pipeline.cli import ui_environment
+
+    assert ui_environment(get_settings())["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    cli(["models", "list"])
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"

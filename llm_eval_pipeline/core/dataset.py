@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
     FIELD_ALIASES,
@@ -51,7 +52,7 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-class DatasetReadError(Exception):
+class DatasetReadError(UserError):
     """A source cannot be read at all. The message names the file."""
 
 

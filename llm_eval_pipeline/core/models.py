@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.file_lock import exclusive
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -36,7 +37,7 @@ DEFAULT_PROMPT_TEMPLATE = "Context: {context}\nQuestion: {prompt}\nAnswer:"
 TEMPLATE_FIELDS = frozenset({"prompt", "context"})
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(UserError, ValueError):
     """A model spec or name the registry cannot accept."""
 
 

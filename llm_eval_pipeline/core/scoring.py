@@ -165,6 +165,7 @@ def score_batch(
                     hallucination_scores(
                         [outputs[i] for i in with_output],
                         [support[i] for i in with_output],
+                        [prompts[i] for i in with_output],
                         [contexts[i] for i in with_output],
                         [references[i] for i in with_output],
                         config.hallucination_weights,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.schema import TableSpec
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ Partition = Mapping[str, PartitionValue]
 COMMIT_ATTEMPTS = 8
 
 
-class DeltaStoreError(RuntimeError):
+class DeltaStoreError(UserError, RuntimeError):
     """A write or read the store refused, with the table and partition named."""
 
 

@@ -36,6 +36,7 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
+from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg
 from llm_eval_pipeline.file_lock import exclusive
 
@@ -79,7 +80,7 @@ class LoggedRun:
     created: bool
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(UserError, RuntimeError):
     """MLflow could not be reached after all attempts."""
 
 

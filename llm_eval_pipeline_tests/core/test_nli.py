@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from llm_eval_pipeline.core.metrics.config import MetricConfig
-from llm_eval_pipeline.core.metrics.hallucination import NliScorer, combine
+from llm_eval_pipeline.core.metrics.hallucination import NliScorer, combine, nli_premise
 from llm_eval_pipeline.core.schema import Col
 from llm_eval_pipeline.core.scoring import ScoringContext, score_batch
 from llm_eval_pipeline_tests.conftest import build_tiny_nli
@@ -49,7 +49,15 @@ def test_nli_joins_the_index_with_its_weight(tiny_nli: Path) -> None:
     config = MetricConfig(groups=("hallucination",), nli_model=str(tiny_nli))
     without = score_batch(batch, config)
     scored = score_batch(batch, config, ScoringContext(nli=NliScorer(str(tiny_nli))))
-    premises = [f"{c}\n{r[0]}" for c, r in zip(PREMISES[:2], batch[Col.REFERENCES], strict=True)]
+    # the premise is the whole evidence: prompt, context and references
+    premises = [
+        f"{p}\n{c}\n{r[0]}"
+        for p, c, r in zip(batch[Col.PROMPT], PREMISES[:2], batch[Col.REFERENCES], strict=True)
+    ]
+    assert premises == [
+        nli_premise(p, c, r)
+        for p, c, r in zip(batch[Col.PROMPT], PREMISES[:2], batch[Col.REFERENCES], strict=True)
+    ]
     expected_p = NliScorer(str(tiny_nli)).contradiction(premises, HYPOTHESES[:2])
     np.testing.assert_allclose(scored["nli_contradiction"], expected_p, rtol=1e-6)
     assert without["nli_contradiction"].isna().all()
@@ -65,3 +73,8 @@ def test_nli_joins_the_index_with_its_weight(tiny_nli: Path) -> None:
             combine(components, config.hallucination_weights)
         )
         assert row["hallucination_index"] != without.loc[i, "hallucination_index"]
+
+
+def test_the_premise_leaves_out_empty_parts() -> None:
+    assert nli_premise("Who wrote it?", None, []) == "Who wrote it?"
+    assert nli_premise("Q?", "", ["a", "b"]) == "Q?\na\nb"

@@ -1,8 +1,10 @@
 """The transformers backend on the tiny demo models (built by the real builder)."""
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 import torch
 
 from llm_eval_pipeline.cli import demo_dataset_path
@@ -85,3 +87,26 @@ def test_over_long_prompts_keep_their_end(tiny_specs) -> None:
     (out,) = backend.generate([GenerationInput("long", "word " * 5000 + "Answer:")])
     assert out.error is None
     assert out.prompt_tokens == backend.max_context - 4
+
+
+def test_a_failed_batch_is_logged_once_then_generated_row_by_row(
+    tiny_specs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch that fails as a whole (say, out of memory) is retried one row at a time;
+    the batch's exception is logged once with the row count, not dropped."""
+    backend = load_backend(with_generation(tiny_specs[QA_MODEL], max_new_tokens=4))
+    whole = backend._generate_ids
+
+    def fails_for_batches(ids: list[list[int]]):
+        if len(ids) > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return whole(ids)
+
+    backend._generate_ids = fails_for_batches
+    inputs = demo_inputs(backend.spec, 5)
+    with caplog.at_level(logging.WARNING):
+        outputs = backend.generate(inputs)
+    assert all(o.error is None and o.output is not None for o in outputs)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "a batch of 5 rows failed (RuntimeError: CUDA out of memory" in warnings[0]

@@ -18,6 +18,7 @@ that the latencies of a partition add up to its generation time.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +32,8 @@ from llm_eval_pipeline.core.backends.base import (
     GenerationOutput,
 )
 from llm_eval_pipeline.core.models import ModelSpec
+
+LOG = logging.getLogger(__name__)
 
 DTYPES = {
     "float32": torch.float32,
@@ -94,7 +97,11 @@ class TransformersBackend:
             chunk = order[start : start + self.batch_size]
             try:
                 outputs = self._generate_ids([encoded[i] for i in chunk])
-            except Exception:  # noqa: BLE001 - isolate the failing row below
+            except Exception as exc:  # noqa: BLE001 - isolate the failing row below
+                LOG.warning(
+                    "%s: a batch of %d rows failed (%s: %s); generating them one by one",
+                    self.spec.name, len(chunk), type(exc).__name__, str(exc)[:200],
+                )  # fmt: skip
                 outputs = [self._generate_one(encoded[i]) for i in chunk]
             for i, output in zip(chunk, outputs, strict=True):
                 results[i] = output

@@ -446,19 +446,30 @@ def hallucination_components(
     }
 
 
+def nli_premise(prompt: str, context: str | None, references: Sequence[str]) -> str:
+    """The evidence an output is checked against, as one NLI premise: the prompt (it may
+    state facts, and a question's own words support an answer that repeats them), the
+    context, then the references, one per line; empty parts left out."""
+    return "\n".join(part for part in (prompt, context or "", *references) if part)
+
+
 def hallucination_scores(
     outputs: Sequence[str],
     components: Sequence[Mapping[str, float | None]],
+    prompts: Sequence[str],
     contexts: Sequence[str | None],
     references: Sequence[Sequence[str]],
     weights: Mapping[str, float],
     nli: NliScorer | None = None,
 ) -> dict[str, list[float | None]]:
     """The index and its components for each output, from its
-    :func:`hallucination_components` (computed once by the caller) and the NLI model."""
+    :func:`hallucination_components` (computed once by the caller) and the NLI model,
+    whose premise is the whole evidence: prompt, context and references."""
     contradiction_p: list[float | None] = [None] * len(outputs)
     if nli is not None:
-        premises = ["\n".join([c or "", *r]) for c, r in zip(contexts, references, strict=True)]
+        premises = [
+            nli_premise(p, c, r) for p, c, r in zip(prompts, contexts, references, strict=True)
+        ]
         contradiction_p = list(nli.contradiction(premises, outputs))
     out: dict[str, list[float | None]] = {n: [] for n in METRIC_COLUMNS["hallucination"]}
     for lexical, nli_p in zip(components, contradiction_p, strict=True):
