@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
     GEOMETRIC_METRICS,
@@ -251,14 +252,8 @@ def day_change(
 
 
 def valid_range(metric: str) -> tuple[float, float]:
-    """The values a metric can take by its definition (see ``core/metrics``)."""
-    if metric == "semantic_similarity":
-        return (-1.0, 1.0)
-    if metric in ("reference_perplexity", "output_perplexity"):
-        return (1.0, math.inf)
-    if metric in ("reference_bits_per_byte", Col.LATENCY_MS, Col.OUTPUT_TOKENS, "tokens_per_s"):
-        return (0.0, math.inf)
-    return (0.0, 1.0)
+    """The values a metric can take by its definition (its ``MetricSpec``)."""
+    return METRICS[metric].valid_range
 
 
 def out_of_range(metrics: pd.DataFrame) -> dict[str, int]:

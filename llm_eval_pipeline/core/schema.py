@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from llm_eval_pipeline.core.metrics.registry import METRICS, SCORED_GROUPS, names
+from llm_eval_pipeline.core.metrics.rouge import ROUGE_TYPES
+from llm_eval_pipeline.core.metrics.spec import GEOMETRIC, LOWER, NEITHER
+
 
 class Col:
     """Column names."""
@@ -201,30 +205,9 @@ GENERATIONS = TableSpec(
     },
 )
 
-ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
-    "rouge": tuple(f"{t}{s}" for t in ROUGE_TYPES for s in ("", "_precision", "_recall")),
-    "correctness": (
-        "exact_match",
-        "token_f1",
-        "reference_token_recall",
-        "semantic_similarity",
-        "answer_correctness",
-    ),
-    "judge": ("judge_correctness",),
-    "perplexity": ("reference_perplexity", "output_perplexity", "reference_bits_per_byte"),
-    "hallucination": (
-        "hallucination_index",
-        "unsupported_fact_share",
-        "unsupported_content_share",
-        "unsupported_answer_share",
-        "contradiction",
-        "nli_contradiction",
-    ),
-}
-"""Metric columns by group; every one is a float64, null where it cannot be computed (the
-reason is in ``metric_notes``)."""
-
+METRIC_COLUMNS: dict[str, tuple[str, ...]] = {group: names(group) for group in SCORED_GROUPS}
+"""Metric columns by group, from the metric registry (``core.metrics.registry``); every
+one is a float64, null where it cannot be computed (the reason is in ``metric_notes``)."""
 ALL_METRIC_COLUMNS: tuple[str, ...] = tuple(c for cols in METRIC_COLUMNS.values() for c in cols)
 METRIC_NOTES = "metric_notes"
 METRIC_CONFIG_HASH = "metric_config_hash"
@@ -247,7 +230,7 @@ EXAMPLE_METRICS = TableSpec(
     column_docs={
         Col.EXAMPLE_ID: "The example (eval_examples.example_id).",
         **{
-            name: f"{group} metric (see core/metrics)"
+            name: f"{METRICS[name].definition} ({group})"
             for group, cols in METRIC_COLUMNS.items()
             for name in cols
         },
@@ -259,30 +242,15 @@ EXAMPLE_METRICS = TableSpec(
     },
 )
 
-OPERATIONAL_METRICS: tuple[str, ...] = ("error_rate", "latency_ms", "output_tokens", "tokens_per_s")
-"""Aggregated like the metrics, from ``generations``: ``error_rate`` (1 per failed row),
-``latency_ms`` and ``output_tokens`` per row; ``tokens_per_s`` is one value per partition,
-sum(output_tokens) / sum(latency_ms) * 1000 (see ``core.aggregate``)."""
-
-LOWER_IS_BETTER: frozenset[str] = frozenset(
-    {
-        "reference_perplexity",
-        "output_perplexity",
-        "reference_bits_per_byte",
-        *METRIC_COLUMNS["hallucination"],
-        "error_rate",
-        "latency_ms",
-    }
+OPERATIONAL_METRICS: tuple[str, ...] = names("operational")
+"""Aggregated like the metrics, from ``generations`` (see ``core.metrics.operational``)."""
+LOWER_IS_BETTER: frozenset[str] = frozenset(m for m, s in METRICS.items() if s.better == LOWER)
+NEUTRAL_METRICS: frozenset[str] = frozenset(m for m, s in METRICS.items() if s.better == NEITHER)
+GEOMETRIC_METRICS: frozenset[str] = frozenset(
+    m for m, s in METRICS.items() if s.aggregation == GEOMETRIC
 )
-"""Metrics where a smaller value is better; for the others (but ``output_tokens``, which
-has no better direction) larger is better."""
-
-NEUTRAL_METRICS: frozenset[str] = frozenset({"output_tokens"})
-
-GEOMETRIC_METRICS: frozenset[str] = frozenset({"reference_perplexity", "output_perplexity"})
-"""Aggregated on the log scale: a few unlikely texts have perplexities thousands of times
-the typical one, so the arithmetic mean would describe them, not the model."""
-
+"""Derived from the registry: the metrics where smaller is better, those with no better
+direction, and those aggregated by their geometric mean."""
 HEADLINE_METRICS: tuple[str, ...] = (
     "rougeL",
     "answer_correctness",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from llm_eval_pipeline.core.metrics.hallucination import (
     hallucination_scores,
 )
 from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer
+from llm_eval_pipeline.core.metrics.registry import SCORED_GROUPS
 from llm_eval_pipeline.core.metrics.rouge import rouge_scores
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, METRIC_NOTES, Col
 
@@ -67,136 +68,169 @@ def output_columns(config: MetricConfig) -> list[str]:
     return [c for group in config.groups for c in METRIC_COLUMNS[group]]
 
 
+@dataclass
+class _Rows:
+    """One batch as the group scorers read it, and the table they fill: ``values`` per
+    metric column and ``notes`` per row (group → why it is null)."""
+
+    batch: pd.DataFrame
+    outputs: list[str | None]
+    references: list[list[str]]
+    prompts: list[str]
+    contexts: list[str | None]
+    values: dict[str, list[float | None]]
+    notes: list[dict[str, str]]
+    support: dict[int, dict[str, float | None]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, batch: pd.DataFrame, config: MetricConfig) -> _Rows:
+        n = len(batch)
+        return cls(
+            batch=batch,
+            outputs=[None if _missing(o) else str(o) for o in batch[Col.OUTPUT]],
+            references=[
+                list(r) if r is not None and not _missing_list(r) else []
+                for r in batch[Col.REFERENCES]
+            ],
+            prompts=[str(p) for p in batch[Col.PROMPT]],
+            contexts=[None if _missing(c) else str(c) for c in batch.get(Col.CONTEXT, [None] * n)],
+            values={c: [None] * n for c in output_columns(config)},
+            notes=[{} for _ in range(n)],
+        )
+
+    @property
+    def both(self) -> list[int]:
+        """Rows with an output and references."""
+        return [i for i, o in enumerate(self.outputs) if o is not None and self.references[i]]
+
+    @property
+    def with_output(self) -> list[int]:
+        return [i for i, o in enumerate(self.outputs) if o is not None]
+
+    def pick(self, column: list[Any], rows: list[int]) -> list[Any]:
+        return [column[i] for i in rows]
+
+    def fill(self, rows: list[int], scores: Mapping[str, list[Any]]) -> None:
+        for name, column in scores.items():
+            for i, value in zip(rows, column, strict=True):
+                self.values[name][i] = None if value is None else float(value)
+
+    def note_missing_inputs(self, group: str) -> None:
+        """The note of a group that needs an output and references."""
+        for i, output in enumerate(self.outputs):
+            reason = NO_OUTPUT if output is None else None if self.references[i] else NO_REFERENCES
+            if reason:
+                self.notes[i][group] = reason
+
+    def evidence_support(self) -> dict[int, dict[str, float | None]]:
+        """How well the evidence supports each output (``hallucination_components``): it
+        feeds both the hallucination index and answer_correctness, so it is computed once."""
+        if not self.support:
+            for i in self.with_output:
+                self.support[i] = hallucination_components(
+                    self.outputs[i], self.prompts[i], self.contexts[i], self.references[i]
+                )
+        return self.support
+
+
+GroupScorer = Callable[[_Rows, MetricConfig, ScoringContext], None]
+
+
 def score_batch(
     batch: pd.DataFrame, config: MetricConfig, context: ScoringContext | None = None
 ) -> pd.DataFrame:
-    """Metrics for every row of ``batch``, in its order (see the module docstring)."""
+    """Metrics for every row of ``batch``, in its order (see the module docstring): each
+    enabled group's scorer fills its columns and notes; the time each took is added to
+    ``context.timings``."""
     context = context or ScoringContext()
-    n = len(batch)
-    outputs: list[str | None] = [None if _missing(o) else str(o) for o in batch[Col.OUTPUT]]
-    references = [
-        list(r) if r is not None and not _missing_list(r) else [] for r in batch[Col.REFERENCES]
-    ]
-    prompts = [str(p) for p in batch[Col.PROMPT]]
-    contexts = [None if _missing(c) else str(c) for c in batch.get(Col.CONTEXT, [None] * n)]
-    values: dict[str, list[float | None]] = {c: [None] * n for c in output_columns(config)}
-    notes: list[dict[str, str]] = [{} for _ in range(n)]
-
-    both = [i for i in range(n) if outputs[i] is not None and references[i]]
-    for i in range(n):
-        reason = NO_OUTPUT if outputs[i] is None else NO_REFERENCES if not references[i] else None
-        if reason:
-            for group in ("rouge", "correctness", "judge"):
-                if config.enabled(group):
-                    notes[i][group] = reason
-
-    def timed(group: str, fn) -> None:
+    rows = _Rows.of(batch, config)
+    for group in config.groups:
         start = time.perf_counter()
-        fn()
+        GROUP_SCORERS[group](rows, config, context)
         context.timings[group] = context.timings.get(group, 0.0) + time.perf_counter() - start
-
-    def fill(rows: list[int], scores: Mapping[str, list[Any]]) -> None:
-        for name, column in scores.items():
-            for i, value in zip(rows, column, strict=True):
-                values[name][i] = None if value is None else float(value)
-
-    if config.enabled("rouge") and both:
-        timed(
-            "rouge",
-            lambda: fill(
-                both,
-                rouge_scores(
-                    [outputs[i] for i in both],
-                    [references[i] for i in both],
-                    config.rouge_use_stemmer,
-                    config.rouge_split_sentences,
-                ),
-            ),
-        )
-    with_output = [i for i in range(n) if outputs[i] is not None]
-    support: dict[int, dict[str, float | None]] = {}
-    if (config.enabled("correctness") and both) or (
-        config.enabled("hallucination") and with_output
-    ):
-        # evidence support feeds both the hallucination index and answer_correctness
-        timed(
-            "evidence_support",
-            lambda: support.update(
-                {
-                    i: hallucination_components(outputs[i], prompts[i], contexts[i], references[i])
-                    for i in with_output
-                }
-            ),
-        )
-    if config.enabled("correctness") and both:
-        timed(
-            "correctness",
-            lambda: fill(
-                both,
-                correctness_scores(
-                    [outputs[i] for i in both],
-                    [references[i] for i in both],
-                    [fabrication(support[i]) for i in both],
-                    config.correctness_weights,
-                    config.correctness_penalty,
-                    config.embedding_model,
-                    config.embedding_batch_size,
-                ),
-            ),
-        )
-    if config.enabled("judge") and both:
-        timed("judge", lambda: _judge(both, prompts, outputs, references, config, values, notes))
-    if config.enabled("perplexity"):
-        timed(
-            "perplexity",
-            lambda: _perplexity(
-                prompts, contexts, outputs, references, _own_logprobs(batch), context, values, notes
-            ),
-        )
-    if config.enabled("hallucination"):
-        for i in range(n):
-            if outputs[i] is None:
-                notes[i]["hallucination"] = NO_OUTPUT
-        if with_output:
-            timed(
-                "hallucination",
-                lambda: fill(
-                    with_output,
-                    hallucination_scores(
-                        [outputs[i] for i in with_output],
-                        [support[i] for i in with_output],
-                        [prompts[i] for i in with_output],
-                        [contexts[i] for i in with_output],
-                        [references[i] for i in with_output],
-                        config.hallucination_weights,
-                        context.nli,
-                    ),
-                ),
-            )
-        if context.nli is None:
-            for i in with_output:
-                notes[i]["nli_contradiction"] = "no NLI model configured"
-
     result = pd.DataFrame({Col.EXAMPLE_ID: batch[Col.EXAMPLE_ID].to_numpy()})
-    for name, column in values.items():
+    for name, column in rows.values.items():
         result[name] = np.array([np.nan if v is None else v for v in column], dtype="float64")
-    result[METRIC_NOTES] = notes
+    result[METRIC_NOTES] = rows.notes
     return result
 
 
-def _judge(rows, prompts, outputs, references, config, values, notes) -> None:
+def _rouge(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:
+    rows.note_missing_inputs("rouge")
+    both = rows.both
+    if both:
+        rows.fill(
+            both,
+            rouge_scores(
+                rows.pick(rows.outputs, both),
+                rows.pick(rows.references, both),
+                config.rouge_use_stemmer,
+                config.rouge_split_sentences,
+            ),
+        )
+
+
+def _correctness(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:
+    rows.note_missing_inputs("correctness")
+    both = rows.both
+    if both:
+        support = rows.evidence_support()
+        rows.fill(
+            both,
+            correctness_scores(
+                rows.pick(rows.outputs, both),
+                rows.pick(rows.references, both),
+                [fabrication(support[i]) for i in both],
+                config.correctness_weights,
+                config.correctness_penalty,
+                config.embedding_model,
+                config.embedding_batch_size,
+            ),
+        )
+
+
+def _judge(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:
     from llm_eval_pipeline.core.metrics.judge import judge_correctness
 
+    rows.note_missing_inputs("judge")
+    both = rows.both
+    if not both:
+        return
     scores, judge_notes = judge_correctness(
-        [prompts[i] for i in rows],
-        [outputs[i] for i in rows],
-        [references[i] for i in rows],
+        rows.pick(rows.prompts, both),
+        rows.pick(rows.outputs, both),
+        rows.pick(rows.references, both),
         config.judge,
     )
-    for i, score, note in zip(rows, scores, judge_notes, strict=True):
-        values["judge_correctness"][i] = score
+    for i, score, note in zip(both, scores, judge_notes, strict=True):
+        rows.values["judge_correctness"][i] = score
         if note:
-            notes[i]["judge"] = note
+            rows.notes[i]["judge"] = note
+
+
+def _hallucination(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:
+    for i, output in enumerate(rows.outputs):
+        if output is None:
+            rows.notes[i]["hallucination"] = NO_OUTPUT
+    with_output = rows.with_output
+    if not with_output:
+        return
+    support = rows.evidence_support()
+    rows.fill(
+        with_output,
+        hallucination_scores(
+            rows.pick(rows.outputs, with_output),
+            [support[i] for i in with_output],
+            rows.pick(rows.prompts, with_output),
+            rows.pick(rows.contexts, with_output),
+            rows.pick(rows.references, with_output),
+            config.hallucination_weights,
+            context.nli,
+        ),
+    )
+    if context.nli is None:
+        for i in with_output:
+            rows.notes[i]["nli_contradiction"] = "no NLI model configured"
 
 
 def _own_logprobs(batch: pd.DataFrame) -> list[tuple[float, int] | None]:
@@ -210,13 +244,17 @@ def _own_logprobs(batch: pd.DataFrame) -> list[tuple[float, int] | None]:
     ]
 
 
-def _perplexity(
-    prompts, contexts, outputs, references, own, context: ScoringContext, values, notes
-) -> None:
+def _perplexity(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:
     """Reference and output perplexity from the scorer; the output's from the evaluated
-    model's own log-probabilities (``own``) instead, when its endpoint returned them."""
-    n = len(prompts)
-    for i, logprob in enumerate(own):
+    model's own log-probabilities instead, when its endpoint returned them."""
+    prompts, contexts, outputs, references = (
+        rows.prompts,
+        rows.contexts,
+        rows.outputs,
+        rows.references,
+    )
+    values, notes, n = rows.values, rows.notes, len(rows.prompts)
+    for i, logprob in enumerate(_own_logprobs(rows.batch)):
         if logprob is not None and outputs[i]:
             values["output_perplexity"][i] = math.exp(-logprob[0] / logprob[1])
     scorer = context.perplexity
@@ -245,6 +283,17 @@ def _perplexity(
             )
         if reasons:
             notes[i]["perplexity"] = "; ".join(dict.fromkeys(reasons))
+
+
+GROUP_SCORERS: dict[str, GroupScorer] = {
+    "rouge": _rouge,
+    "correctness": _correctness,
+    "judge": _judge,
+    "perplexity": _perplexity,
+    "hallucination": _hallucination,
+}
+"""One scorer per metric group of the registry (``core.metrics.registry.SCORED_GROUPS``)."""
+assert set(GROUP_SCORERS) == set(SCORED_GROUPS), "every scored group has a scorer"
 
 
 def _missing(value: Any) -> bool:

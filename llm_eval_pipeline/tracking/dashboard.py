@@ -17,10 +17,10 @@ from typing import NamedTuple
 import pandas as pd
 
 from llm_eval_pipeline.core.aggregate import day_change
+from llm_eval_pipeline.core.metrics.registry import METRICS
+from llm_eval_pipeline.core.metrics.spec import NEITHER
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
-    LOWER_IS_BETTER,
-    NEUTRAL_METRICS,
     OPERATIONAL_METRICS,
     PRIMARY_METRICS,
     Agg,
@@ -92,10 +92,8 @@ def _fmt(value: object) -> str:
 
 
 def _direction(metric: str) -> str:
-    """A short note on which way is better."""
-    if metric in NEUTRAL_METRICS:
-        return "no better direction"
-    return "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+    """A short note on which way is better (from the metric's spec)."""
+    return METRICS[metric].direction_label
 
 
 def _prepare(aggregates: pd.DataFrame) -> pd.DataFrame:
@@ -194,9 +192,10 @@ def _metrics_in(frame: pd.DataFrame) -> list[str]:
 
 def _best(means: dict[str, float], metric: str) -> set[str]:
     """Models with the best mean of ``metric`` (none when neutral or a single model)."""
-    if metric in NEUTRAL_METRICS or len(means) < 2:
+    spec = METRICS[metric]
+    if spec.better == NEITHER or len(means) < 2:
         return set()
-    best = (min if metric in LOWER_IS_BETTER else max)(means.values())
+    best = (min if spec.lower_is_better else max)(means.values())
     return {model for model, mean in means.items() if mean == best}
 
 

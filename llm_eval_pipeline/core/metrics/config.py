@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from llm_eval_pipeline.core.metrics.registry import SCORED_GROUPS as GROUPS
+
 OPERATIONAL = {"operational": True}
 
 
@@ -19,7 +21,6 @@ def _operational(default: Any) -> Any:
     return field(default=default, metadata=OPERATIONAL)
 
 
-GROUPS: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination", "judge")
 DEFAULT_GROUPS: tuple[str, ...] = ("rouge", "correctness", "perplexity", "hallucination")
 
 

@@ -33,8 +33,23 @@ import numpy as np
 
 from llm_eval_pipeline.core.metrics.embeddings import embed
 from llm_eval_pipeline.core.metrics.hallucination import reference_recall
+from llm_eval_pipeline.core.metrics.spec import HIGHER, UNIT, MetricSpec
 from llm_eval_pipeline.core.metrics.squad import squad_scores
-from llm_eval_pipeline.core.schema import METRIC_COLUMNS
+
+GROUP = "correctness"
+SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("exact_match", GROUP, HIGHER, UNIT,
+               "1.0 when the normalised answer equals a reference's (SQuAD v1.1)"),
+    MetricSpec("token_f1", GROUP, HIGHER, UNIT,
+               "token F1 with the best reference (SQuAD v1.1)"),
+    MetricSpec("reference_token_recall", GROUP, HIGHER, UNIT,
+               "share of the best reference's content words in the answer"),
+    MetricSpec("semantic_similarity", GROUP, HIGHER, (-1.0, 1.0),
+               "cosine of all-MiniLM-L6-v2 embeddings, best reference (Reimers & Gurevych "
+               "2019)"),
+    MetricSpec("answer_correctness", GROUP, HIGHER, UNIT,
+               "weighted recall, F1 and similarity (at least EM), less fabrication"),
+)  # fmt: skip
 
 
 def semantic_similarity(
@@ -88,7 +103,7 @@ def correctness_scores(
     unknown = set(weights) - {"reference_token_recall", "token_f1", "semantic_similarity"}
     if unknown:
         raise ValueError(f"unknown answer_correctness weights {sorted(unknown)}")
-    out: dict[str, list[float]] = {name: [] for name in METRIC_COLUMNS["correctness"]}
+    out: dict[str, list[float]] = {spec.name: [] for spec in SPECS}
     sims = semantic_similarity(predictions, references, model_path, batch_size)
     ems, f1s = squad_scores(predictions, references)
     rows = zip(predictions, references, fabrications, sims, ems, f1s, strict=True)

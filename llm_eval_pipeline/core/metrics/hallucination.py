@@ -47,9 +47,25 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from llm_eval_pipeline.core.metrics.rouge import split_sentences
-from llm_eval_pipeline.core.schema import METRIC_COLUMNS
+from llm_eval_pipeline.core.metrics.spec import LOWER, UNIT, MetricSpec
 
-INDEX, *COMPONENTS = METRIC_COLUMNS["hallucination"]
+GROUP = "hallucination"
+SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("hallucination_index", GROUP, LOWER, UNIT,
+               "weighted mean of the components below (higher: more fabricated)"),
+    MetricSpec("unsupported_fact_share", GROUP, LOWER, UNIT,
+               "share of the answer's numbers and names the evidence does not hold"),
+    MetricSpec("unsupported_content_share", GROUP, LOWER, UNIT,
+               "share of content words its aligned evidence sentence does not hold"),
+    MetricSpec("unsupported_answer_share", GROUP, LOWER, UNIT,
+               "1 - recall of the best reference's content words"),
+    MetricSpec("contradiction", GROUP, LOWER, UNIT,
+               "1.0 when a sentence contradicts its aligned evidence (antonym, negation)"),
+    MetricSpec("nli_contradiction", GROUP, LOWER, UNIT,
+               "contradiction probability of a local NLI model, premise = evidence"),
+)  # fmt: skip
+
+INDEX, *COMPONENTS = (spec.name for spec in SPECS)
 
 _STOPWORD_TEXT = """
     a about above after again against all also am an and any are as at be because been before
@@ -471,7 +487,7 @@ def hallucination_scores(
             nli_premise(p, c, r) for p, c, r in zip(prompts, contexts, references, strict=True)
         ]
         contradiction_p = list(nli.contradiction(premises, outputs))
-    out: dict[str, list[float | None]] = {n: [] for n in METRIC_COLUMNS["hallucination"]}
+    out: dict[str, list[float | None]] = {spec.name: [] for spec in SPECS}
     for lexical, nli_p in zip(components, contradiction_p, strict=True):
         row = {**lexical, "nli_contradiction": nli_p}
         for name, value in row.items():

@@ -33,14 +33,23 @@ from collections.abc import Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_eval_pipeline.core.backends.base import GenerationInput
 from llm_eval_pipeline.core.backends.openai_backend import OpenAIBackend
-from llm_eval_pipeline.core.metrics.config import JudgeConfig
+from llm_eval_pipeline.core.metrics.spec import HIGHER, UNIT, MetricSpec
 from llm_eval_pipeline.core.models import ModelSpec, parse_spec
 
+if TYPE_CHECKING:
+    from llm_eval_pipeline.core.metrics.config import JudgeConfig
+
 log = logging.getLogger(__name__)
+
+GROUP = "judge"
+SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("judge_correctness", GROUP, HIGHER, UNIT,
+               "1.0 when the judge model calls the answer CORRECT against the references"),
+)  # fmt: skip
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 JUDGE_PROMPT_TEMPLATE = (

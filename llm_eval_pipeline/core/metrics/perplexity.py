@@ -30,9 +30,23 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from llm_eval_pipeline.core.metrics.spec import GEOMETRIC, LOWER, NON_NEGATIVE, MetricSpec
+
+if TYPE_CHECKING:
+    import torch
+
+GROUP = "perplexity"
+SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("reference_perplexity", GROUP, LOWER, (1.0, float("inf")),
+               "exp(mean NLL per token) of the first reference after the prompt",
+               GEOMETRIC),
+    MetricSpec("output_perplexity", GROUP, LOWER, (1.0, float("inf")),
+               "exp(mean NLL per token) of the output after the prompt", GEOMETRIC),
+    MetricSpec("reference_bits_per_byte", GROUP, LOWER, NON_NEGATIVE,
+               "NLL of the first reference in bits per UTF-8 byte (tokenizer-independent)"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,8 @@ class PerplexityScorer:
         return batches
 
     def _nll(self, windows: list[_Window], rows: int) -> list[float]:
+        import torch
+
         totals = [0.0] * rows
         pad = 0 if self._pad is None else self._pad  # masked out: any id will do
         tokens = padded = 0
@@ -232,6 +248,8 @@ class PerplexityScorer:
         self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
     ) -> list[float]:
         """Each row's summed NLL of its labelled tokens given the tokens before them."""
+        import torch
+
         targets = labels[:, 1:]  # position i predicts token i + 1
         kwargs = {}
         first = 0

@@ -24,7 +24,23 @@ import re
 from collections.abc import Sequence
 from functools import cache
 
-from llm_eval_pipeline.core.schema import METRIC_COLUMNS, ROUGE_TYPES
+from llm_eval_pipeline.core.metrics.spec import HIGHER, UNIT, MetricSpec
+
+GROUP = "rouge"
+ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_OVERLAP = {
+    "rouge1": "unigram overlap",
+    "rouge2": "bigram overlap",
+    "rougeL": "longest common subsequence",
+    "rougeLsum": "summary-level union LCS over sentences",
+}
+_PART = {"": "F-measure", "_precision": "precision", "_recall": "recall"}
+SPECS: tuple[MetricSpec, ...] = tuple(
+    MetricSpec(f"{t}{suffix}", GROUP, HIGHER, UNIT,
+               f"{_PART[suffix]} of the {_OVERLAP[t]} with the best reference (Lin 2004)")
+    for t in ROUGE_TYPES
+    for suffix in _PART
+)  # fmt: skip
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])([\"')\]]*)\s+")
 
@@ -65,7 +81,7 @@ def rouge_scores(
         for rouge_type in ROUGE_TYPES:
             if scores[rouge_type].fmeasure > current[rouge_type].fmeasure:  # type: ignore[attr-defined]
                 current[rouge_type] = scores[rouge_type]
-    out: dict[str, list[float]] = {name: [] for name in METRIC_COLUMNS["rouge"]}
+    out: dict[str, list[float]] = {spec.name: [] for spec in SPECS}
     for scores in best:
         for rouge_type in ROUGE_TYPES:
             score = scores[rouge_type] if scores else None
