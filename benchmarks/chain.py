@@ -3,9 +3,10 @@ sum of its stages run bare.
 
 Dagster side: ``materialize`` of ``eval_examples`` for the day, then of ``generations``,
 ``example_metrics``, ``metric_aggregates`` and ``mlflow_eval_runs`` for the day×model,
-in an ephemeral instance. Bare side: the same work by direct calls, timed stage by stage:
-ingest + Delta writes, the generation UDF + write, the scoring UDF + write, the aggregates
-+ write, the MLflow run. Both write to the same home (a re-run replaces each partition),
+in an ephemeral instance. Bare side: the same stage functions the assets call
+(``llm_eval_pipeline.stages``), called directly and timed one by one: ingest + Delta
+writes, the generation UDF + write, the scoring UDF + write, the aggregates + write, the
+MLflow run. Both write to the same home (a re-run replaces each partition),
 after one warm-up each (models loaded in the Spark workers, MLflow's store created). The
 ratio is the orchestration overhead: Dagster time / bare time.
 
@@ -20,35 +21,24 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 from dagster import DagsterInstance, MultiPartitionKey, materialize
 
 from benchmarks.common import Result, Timing, demo_model_specs, main_for
 from benchmarks.spark_stage import session
+from llm_eval_pipeline import stages
 from llm_eval_pipeline.cli import demo_dataset_path
-from llm_eval_pipeline.core.aggregate import aggregate_partition
-from llm_eval_pipeline.core.dataset import discover_sources, ingest
 from llm_eval_pipeline.core.models import ModelRegistry
-from llm_eval_pipeline.core.schema import (
-    EVAL_EXAMPLES,
-    EXAMPLE_METRICS,
-    GENERATIONS,
-    METRIC_AGGREGATES,
-    QUARANTINED_EXAMPLES,
-    Col,
-)
+from llm_eval_pipeline.core.schema import Col
 from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
-from llm_eval_pipeline.defs.assets.metrics import example_metrics, scoring_input
-from llm_eval_pipeline.defs.assets.tracking import example_table, mlflow_eval_runs
+from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.tracking import mlflow_eval_runs
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 from llm_eval_pipeline.defs.resources import build_resources
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.settings import Settings
-from llm_eval_pipeline.spark.udfs import generate_outputs, score_outputs
-from llm_eval_pipeline.tracking.mlflow_runs import RunKey, log_eval_run
 
 DAY = dt.date(2026, 11, 20)
 CHAIN = [generations, example_metrics, metric_aggregates, mlflow_eval_runs]
@@ -75,61 +65,36 @@ def through_dagster(settings: Settings, instance: DagsterInstance) -> None:
 
 
 def bare(settings: Settings, spark) -> dict[str, float]:
-    """The chain's work by direct calls; seconds per stage."""
+    """The chain's work by direct calls of the stage functions the assets wrap; seconds
+    per stage."""
     resources = build_resources(settings)
     spec = ModelRegistry(settings.models_yaml).get(QA_MODEL)
     config = resources["metrics"].config()
     store = DeltaStore(settings.delta_dir)
-    day, part = {Col.EVAL_DATE: DAY}, {Col.EVAL_DATE: DAY, Col.MODEL_ID: QA_MODEL}
-    seconds: dict[str, float] = {}
-
-    def stage(name: str, fn) -> None:
-        start = time.perf_counter()
-        fn()
-        seconds[name] = time.perf_counter() - start
-
-    def ingest_day() -> None:
-        sources = discover_sources(settings.dataset, settings.incoming, DAY,
-                                   list(settings.allowed_data_roots))  # fmt: skip
-        result = ingest(sources, DAY, dataset_name=settings.dataset_name)
-        store.write_partition(EVAL_EXAMPLES, result.examples, day)
-        store.write_partition(QUARANTINED_EXAMPLES, result.quarantined, day)
-
-    def generate() -> None:
-        frame, _ = generate_outputs(store.read(spark, EVAL_EXAMPLES, day), spec)
-        store.write_partition(GENERATIONS, frame.toArrow().sort_by(Col.EXAMPLE_ID), part)
-
-    def score() -> None:
-        frame, _ = score_outputs(scoring_input(store, spark, DAY, QA_MODEL), spec, config)
-        store.write_partition(EXAMPLE_METRICS, frame.toArrow().sort_by(Col.EXAMPLE_ID), part)
-
-    def aggregate() -> None:
-        table = aggregate_partition(
-            store.read_arrow(EXAMPLE_METRICS, part).to_pandas(),
-            store.read_arrow(GENERATIONS, part).to_pandas(),
-        )
-        for column, value in part.items():
-            table[column] = value
-        for column in METRIC_AGGREGATES.columns:
-            if column not in table:
-                table[column] = None
-        arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
-        store.write_partition(METRIC_AGGREGATES, arrow, part)
-
-    def track() -> None:
-        log_eval_run(
-            settings.mlflow_tracking_uri,
-            RunKey("demo150-bare", QA_MODEL, DAY),
-            params={"generation_config_hash": spec.generation_config_hash},
-            tags={},
-            aggregates=store.read_arrow(METRIC_AGGREGATES, part).to_pandas(),
-            examples=example_table(store, DAY, QA_MODEL).drop(columns=[Col.EVAL_DATE]),
+    steps = {
+        "ingest": lambda: stages.ingest_day(
+            store, spark, DAY, static_path=settings.dataset, incoming=settings.incoming,
+            allowed_roots=settings.allowed_data_roots, dataset_name=settings.dataset_name,
+            max_field_chars=settings.max_field_chars, default_task=settings.default_task,
+        ),
+        "generate": lambda: stages.generate_partition(
+            store, spark, spec, DAY, max_error_rate=settings.max_error_rate
+        ),
+        "score": lambda: stages.score_partition(store, spark, spec, config, DAY),
+        "aggregate": lambda: stages.aggregate_day_model(
+            store, DAY, QA_MODEL, resamples=settings.bootstrap_resamples,
+            seed=settings.bootstrap_seed,
+        ),
+        "mlflow": lambda: stages.log_day_model(
+            store, spec, config, DAY, tracking_uri=settings.mlflow_tracking_uri, tags={},
             artifact_location=settings.mlartifacts_dir.as_uri(),
-        )
-
-    for name, fn in (("ingest", ingest_day), ("generate", generate), ("score", score),
-                     ("aggregate", aggregate), ("mlflow", track)):  # fmt: skip
-        stage(name, fn)
+        ),
+    }  # fmt: skip
+    seconds: dict[str, float] = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - start
     return seconds
 
 
@@ -142,15 +107,15 @@ def run(repetitions: int = 5, quick: bool = False, examples: int = 150) -> list[
         instance.add_dynamic_partitions(MODELS_PARTITION, [QA_MODEL])
         through_dagster(settings, instance)  # warm-up: worker models, MLflow store
         bare(settings, spark)
-        orchestrated, direct, stages = [], [], []
+        orchestrated, direct, per_run = [], [], []
         for _ in range(repetitions):
             start = time.perf_counter()
             through_dagster(settings, instance)
             orchestrated.append(time.perf_counter() - start)
-            stages.append(bare(settings, spark))
-            direct.append(sum(stages[-1].values()))
+            per_run.append(bare(settings, spark))
+            direct.append(sum(per_run[-1].values()))
     slow, fast = Timing(orchestrated), Timing(direct)
-    per_stage = {k: sorted(s[k] for s in stages)[len(stages) // 2] for k in stages[0]}
+    per_stage = {k: sorted(s[k] for s in per_run)[len(per_run) // 2] for k in per_run[0]}
     ratio = slow.median / fast.median
     return [
         Result(

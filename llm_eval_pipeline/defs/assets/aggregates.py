@@ -1,10 +1,8 @@
 """The gold table: per-metric aggregates of each day×model, with its regression checks."""
 
 import datetime as dt
-import math
 
 import pandas as pd
-import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -18,20 +16,16 @@ from dagster import (
 
 from llm_eval_pipeline.core.aggregate import (
     PairedDifference,
-    aggregate_partition,
     is_regression,
     out_of_range,
     paired_difference,
 )
 from llm_eval_pipeline.core.schema import (
-    EVAL_EXAMPLES,
     EXAMPLE_METRICS,
     GENERATIONS,
     LOWER_IS_BETTER,
     METRIC_AGGREGATES,
     METRIC_COLUMNS,
-    METRIC_CONFIG_HASH,
-    Agg,
     Col,
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of
@@ -40,6 +34,7 @@ from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, leaderboard_m
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
 from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.stages import StageError, aggregate_day_model
 
 GROUP = "reporting"
 REGRESSION_CHECK = "no_regression_vs_baseline"
@@ -92,53 +87,33 @@ def metric_aggregates(
     """Aggregate one day×model partition, replace it in Delta, and run its checks."""
     day, model_id = partition_of(context)
     store = delta.store()
-    partition = {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
-    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
-    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
-    if scored.empty:
-        raise Failure(
-            description=f"no example_metrics for {model_id} on {day}: materialize "
-            "generations and example_metrics for this partition first"
+    try:
+        done = aggregate_day_model(
+            store, day, model_id, resamples=metrics.bootstrap_resamples, seed=metrics.bootstrap_seed
         )
-    table = aggregate_partition(
-        scored, generated, metrics.bootstrap_resamples, metrics.bootstrap_seed
-    )
-    hashes = sorted(set(scored[METRIC_CONFIG_HASH].dropna()))
-    table[METRIC_CONFIG_HASH] = ",".join(hashes)
-    table[Agg.EXAMPLES_VERSION] = store.version(EVAL_EXAMPLES)
-    table[Agg.GENERATIONS_VERSION] = store.version(GENERATIONS)
-    table[Agg.METRICS_VERSION] = store.version(EXAMPLE_METRICS)
-    table[Col.EVAL_DATE] = day
-    table[Col.MODEL_ID] = model_id
-    arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
-    version = store.write_partition(METRIC_AGGREGATES, arrow, partition)
-
-    registry = models.registry()
-    baseline = registry.baseline()
+    except StageError as exc:
+        raise Failure(description=str(exc)) from exc
+    baseline = models.registry().baseline()
     day_table = store.read_arrow(METRIC_AGGREGATES, {Col.EVAL_DATE: day}).to_pandas()
-    means = {
-        row[Agg.METRIC]: float(row[Agg.MEAN])
-        for _, row in table.iterrows()
-        if not math.isnan(row[Agg.MEAN])
-    }
-    context.log.info(f"{model_id} on {day}: {len(table)} metrics aggregated")
+    context.log.info(f"{model_id} on {day}: {len(done.table)} metrics aggregated")
+    means = done.means
     return MaterializeResult(
         metadata={
             **{name: MetadataValue.float(value) for name, value in means.items()},
             "leaderboard": MetadataValue.md(
                 leaderboard_markdown(day_table, baseline.name if baseline else None)
             ),
-            "rows": int(len(generated)),
-            "metric_config_hash": ",".join(hashes),
-            "delta_version": version,
+            "rows": int(len(done.generated)),
+            "metric_config_hash": ",".join(done.config_hashes),
+            "delta_version": done.version,
             "delta_table": MetadataValue.path(str(store.path(METRIC_AGGREGATES))),
-            "dagster/row_count": len(table),
+            "dagster/row_count": len(done.table),
         },
         check_results=[
             regression_check(
-                store, day, model_id, baseline.name if baseline else None, scored, metrics
+                store, day, model_id, baseline.name if baseline else None, done.scored, metrics
             ),
-            range_check(scored),
+            range_check(done.scored),
             error_rate_check(means.get("error_rate", 0.0), models.warn_error_rate),
         ],
     )

@@ -1,7 +1,6 @@
 """Generation: each registered model's outputs for a day's examples, as a Spark UDF."""
 
 import datetime as dt
-import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,16 +14,15 @@ from dagster import (
 from dagster_pyspark import PySparkResource
 
 from llm_eval_pipeline.core.models import ModelSpec, ModelSpecError
-from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
+from llm_eval_pipeline.core.schema import GENERATIONS, Col
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY
 from llm_eval_pipeline.defs.automation import after_upstream_updates
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, markdown_preview
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, ModelsResource
-from llm_eval_pipeline.spark.udfs import TaskStats, generate_outputs
+from llm_eval_pipeline.stages import StageError, generate_partition
 
 GROUP = "generation"
-FIRST_ERRORS = 5
 SAMPLE_COLUMNS = [Col.EXAMPLE_ID, Col.OUTPUT, Col.OUTPUT_TOKENS, Col.FINISH_REASON, Col.ERROR]
 
 
@@ -70,31 +68,19 @@ def generations(
     spec = registered_spec(models, model_id)
 
     store = delta.store()
-    examples = store.read(spark.spark_session, EVAL_EXAMPLES, {Col.EVAL_DATE: day})
-    frame, events = generate_outputs(examples, spec, models.partitions)
-    started = time.perf_counter()
-    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
-    seconds = time.perf_counter() - started
-    stats = TaskStats(events.value)
-
-    rows = table.num_rows
-    failed = table.filter(pc.is_valid(table.column(Col.ERROR)))
-    error_rate = failed.num_rows / rows if rows else 0.0
-    if error_rate > models.max_error_rate:
-        first = "\n".join(
-            f"- {r[Col.EXAMPLE_ID]}: {r[Col.ERROR]}"
-            for r in failed.slice(0, FIRST_ERRORS).to_pylist()
+    try:
+        done = generate_partition(
+            store,
+            spark.spark_session,
+            spec,
+            day,
+            max_error_rate=models.max_error_rate,
+            partitions=models.partitions,
         )
-        raise Failure(
-            description=f"{model_id} on {day}: {failed.num_rows} of {rows} rows failed "
-            f"(error rate {error_rate:.0%} > max_error_rate {models.max_error_rate:.0%}); "
-            f"first errors:\n{first}",
-            metadata={"rows": rows, "errors": failed.num_rows},
-        )
-
-    version = store.write_partition(
-        GENERATIONS, table, {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
-    )
+    except StageError as exc:
+        raise Failure(description=str(exc), metadata=exc.metadata) from exc
+    table, stats, seconds, failed = done.table, done.stats, done.seconds, done.failed
+    rows, error_rate, version = table.num_rows, done.error_rate, done.version
     output_tokens = int(pc.sum(table.column(Col.OUTPUT_TOKENS)).as_py() or 0)
     for fallback in stats.fallbacks:
         context.log.warning(f"{model_id} on {day}: {fallback}")

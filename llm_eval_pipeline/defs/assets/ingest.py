@@ -18,11 +18,12 @@ from dagster import (
 )
 from dagster_pyspark import PySparkResource
 
-from llm_eval_pipeline.core.dataset import DatasetReadError, discover_sources, ingest
+from llm_eval_pipeline.core.dataset import DatasetReadError
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES, Col
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, markdown_preview
 from llm_eval_pipeline.defs.partitions import daily_partitions
 from llm_eval_pipeline.defs.resources import DatasetResource, DeltaStoreResource
+from llm_eval_pipeline.stages import ingest_day
 
 EXAMPLES_KEY = AssetKey(EVAL_EXAMPLES.name)
 QUARANTINE_KEY = AssetKey(QUARANTINED_EXAMPLES.name)
@@ -78,35 +79,25 @@ def ingest_examples(
 ) -> Iterator[MaterializeResult]:
     """Read, validate and write one day of examples; quarantine what is invalid."""
     day = dt.date.fromisoformat(context.partition_key)
+    store = delta.store()
     try:
-        sources = discover_sources(
-            dataset.static_path,
-            Path(dataset.incoming_dir),
+        done = ingest_day(
+            store,
+            spark.spark_session,
             day,
-            [Path(p) for p in dataset.allowed_roots],
-        )
-        result = ingest(
-            sources,
-            day,
+            static_path=dataset.static_path,
+            incoming=Path(dataset.incoming_dir),
+            allowed_roots=[Path(p) for p in dataset.allowed_roots],
             dataset_name=dataset.name,
             max_field_chars=dataset.max_field_chars,
             default_task=dataset.default_task,
         )
     except DatasetReadError as exc:
         raise Failure(description=str(exc)) from exc
-
-    store = delta.store()
-    partition = {Col.EVAL_DATE: day}
-    examples_version = store.write_partition(EVAL_EXAMPLES, result.examples, partition)
-    quarantine_version = store.write_partition(QUARANTINED_EXAMPLES, result.quarantined, partition)
-
-    session = spark.spark_session
-    stored_valid = store.read(session, EVAL_EXAMPLES, partition).count()
-    stored_quarantined = store.read(session, QUARANTINED_EXAMPLES, partition).count()
-    balanced = result.rows_in == stored_valid + stored_quarantined
+    result = done.result
     context.log.info(
-        f"{day}: {result.rows_in} rows in, {stored_valid} valid, "
-        f"{stored_quarantined} quarantined ({dict(result.reasons)})"
+        f"{day}: {result.rows_in} rows in, {done.stored_valid} valid, "
+        f"{done.stored_quarantined} quarantined ({dict(result.reasons)})"
     )
 
     counts = {
@@ -122,7 +113,7 @@ def ingest_examples(
             **by_reason,
             "dagster/row_count": result.examples.num_rows,
             "dagster/column_schema": column_schema(EVAL_EXAMPLES),
-            "delta_version": examples_version,
+            "delta_version": done.examples_version,
             "delta_table": MetadataValue.path(str(store.path(EVAL_EXAMPLES))),
             "sources": MetadataValue.json(result.rows_per_source),
             "aliases_used": MetadataValue.json(result.aliases_used),
@@ -132,11 +123,11 @@ def ingest_examples(
             AssetCheckResult(
                 check_name=ROWS_BALANCE_CHECK,
                 asset_key=EXAMPLES_KEY,
-                passed=balanced,
+                passed=done.balanced,
                 metadata={
                     "rows_in": result.rows_in,
-                    "stored_valid": stored_valid,
-                    "stored_quarantined": stored_quarantined,
+                    "stored_valid": done.stored_valid,
+                    "stored_quarantined": done.stored_quarantined,
                 },
             )
         ],
@@ -148,7 +139,7 @@ def ingest_examples(
             **by_reason,
             "dagster/row_count": result.quarantined.num_rows,
             "dagster/column_schema": column_schema(QUARANTINED_EXAMPLES),
-            "delta_version": quarantine_version,
+            "delta_version": done.quarantine_version,
             "delta_table": MetadataValue.path(str(store.path(QUARANTINED_EXAMPLES))),
             "preview": markdown_preview(result.quarantined, QUARANTINE_PREVIEW_COLUMNS),
         },

@@ -1,53 +1,25 @@
 """Metrics: every generated output scored by ``score_batch`` inside a Spark UDF."""
 
-import datetime as dt
-import time
 from collections import Counter
 
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 from dagster_pyspark import PySparkResource
-from pyspark.sql import DataFrame, SparkSession
 
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
-    EVAL_EXAMPLES,
     EXAMPLE_METRICS,
     GENERATIONS,
     METRIC_NOTES,
-    Col,
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of, registered_spec
 from llm_eval_pipeline.defs.automation import after_upstream_updates
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
-from llm_eval_pipeline.delta.store import DeltaStore
-from llm_eval_pipeline.spark.udfs import TaskStats, score_outputs
+from llm_eval_pipeline.stages import score_partition
 
 GROUP = "metrics"
-
-
-def scoring_input(
-    store: DeltaStore, session: SparkSession, day: dt.date, model_id: str
-) -> DataFrame:
-    """One day×model's generations joined with their examples: what ``score_outputs``
-    scores."""
-    generated = store.read(
-        session, GENERATIONS, {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
-    ).select(
-        Col.EXAMPLE_ID,
-        Col.OUTPUT,
-        Col.OUTPUT_LOGPROB,
-        Col.OUTPUT_LOGPROB_TOKENS,
-        Col.GENERATION_CONFIG_HASH,
-        Col.EVAL_DATE,
-        Col.MODEL_ID,
-    )
-    examples = store.read(session, EVAL_EXAMPLES, {Col.EVAL_DATE: day}).select(
-        Col.EXAMPLE_ID, Col.PROMPT, Col.CONTEXT, Col.REFERENCES
-    )
-    return generated.join(examples, on=Col.EXAMPLE_ID, how="inner")
 
 
 @asset(
@@ -77,15 +49,10 @@ def example_metrics(
     spec = registered_spec(models, model_id)
     config = metrics.config()
     store = delta.store()
-    partition = {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
-    joined = scoring_input(store, spark.spark_session, day, model_id)
-    frame, events = score_outputs(joined, spec, config, metrics.partitions)
-    started = time.perf_counter()
-    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
-    seconds = time.perf_counter() - started
-    stats = TaskStats(events.value)
-    version = store.write_partition(EXAMPLE_METRICS, table, partition)
-
+    done = score_partition(
+        store, spark.spark_session, spec, config, day, partitions=metrics.partitions
+    )
+    table, stats, seconds, version = done.table, done.stats, done.seconds, done.version
     means = {}
     nulls = {}
     for name in ALL_METRIC_COLUMNS:

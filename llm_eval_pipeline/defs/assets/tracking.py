@@ -1,7 +1,6 @@
 """Reporting: one MLflow run per day×model, and the dashboard page over all of them."""
 
 import datetime as dt
-import json
 import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -16,12 +15,7 @@ from dagster import (
 )
 
 from llm_eval_pipeline.core.schema import (
-    ALL_METRIC_COLUMNS,
-    EVAL_EXAMPLES,
-    EXAMPLE_METRICS,
-    GENERATIONS,
     METRIC_AGGREGATES,
-    Agg,
     Col,
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of, registered_spec
@@ -34,13 +28,11 @@ from llm_eval_pipeline.defs.resources import (
     ModelsResource,
     TrackingResource,
 )
-from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.stages import StageError, example_table, log_day_model
 from llm_eval_pipeline.tracking.dashboard import render_dashboard, worst_examples
 from llm_eval_pipeline.tracking.mlflow_runs import (
-    RunKey,
     TrackingUnavailable,
     log_dashboard,
-    log_eval_run,
     run_url,
 )
 
@@ -49,7 +41,6 @@ MLFLOW_RUNS_KEY = "mlflow_eval_runs"
 DASHBOARD_KEY = "eval_dashboard"
 DASHBOARD_FILE = "index.html"
 DASHBOARD_DATASET = "all"
-REFERENCE = "reference"
 
 
 def code_version() -> str:
@@ -57,27 +48,6 @@ def code_version() -> str:
         return version("llm_eval_pipeline")
     except PackageNotFoundError:
         return "unknown"
-
-
-def example_table(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
-    """Every example of one day×model with its output and metrics: the table MLflow's UI
-    browses and the dashboard's worst examples come from."""
-    partition = {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
-    examples = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}).to_pandas()
-    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
-    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
-    metric_columns = [c for c in ALL_METRIC_COLUMNS if c in scored and scored[c].notna().any()]
-    table = (
-        examples[[Col.EXAMPLE_ID, Col.DATASET, Col.TASK, Col.PROMPT, Col.CONTEXT, Col.REFERENCES]]
-        .merge(generated[[Col.EXAMPLE_ID, Col.OUTPUT, Col.ERROR]], on=Col.EXAMPLE_ID)
-        .merge(scored[[Col.EXAMPLE_ID, *metric_columns]], on=Col.EXAMPLE_ID, how="left")
-    )
-    references = [list(r) if r is not None else [] for r in table[Col.REFERENCES]]
-    table[REFERENCE] = [r[0] if r else None for r in references]
-    table[Col.REFERENCES] = [json.dumps(r, ensure_ascii=False) for r in references]
-    table[Col.EVAL_DATE] = day
-    table[Col.MODEL_ID] = model_id
-    return table.sort_values(Col.EXAMPLE_ID, ignore_index=True)
 
 
 @asset(
@@ -105,42 +75,19 @@ def mlflow_eval_runs(
     """Log one day×model partition to MLflow."""
     day, model_id = partition_of(context)
     spec = registered_spec(models, model_id)
-    store = delta.store()
-    partition = {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
-    aggregates = store.read_arrow(METRIC_AGGREGATES, partition).to_pandas()
-    if aggregates.empty:
-        raise Failure(description=f"no metric_aggregates for {model_id} on {day} yet")
-    examples = example_table(store, day, model_id)
-    dataset = "+".join(sorted(set(examples[Col.DATASET]))) or "empty"
-    config = metrics.config()
-    spec_dict = spec.to_dict()
-    params = {
-        "model.backend": spec.backend,
-        "model.options": json.dumps(spec_dict["options"], sort_keys=True),
-        "model.baseline": str(spec.baseline),
-        "generation": json.dumps(spec_dict["generation"], sort_keys=True),
-        "generation_config_hash": spec.generation_config_hash,
-        "metric_config": json.dumps(config.to_dict(), sort_keys=True, default=str),
-        "metric_config_hash": config.hash,
-    }
-    first = aggregates.iloc[0]
-    # Delta versions and the Dagster run change on every re-run; MLflow params cannot.
     tags = {
-        "llm_eval.dataset_version": str(first[Agg.EXAMPLES_VERSION]),
-        "llm_eval.generations_version": str(first[Agg.GENERATIONS_VERSION]),
-        "llm_eval.metrics_version": str(first[Agg.METRICS_VERSION]),
         "dagster.run_id": context.run.run_id,
         "dagster.partition_key": str(context.partition_key),
         "llm_eval.code_version": code_version(),
     }
     try:
-        logged = log_eval_run(
-            tracking.tracking_uri,
-            RunKey(dataset, model_id, day),
-            params=params,
+        done = log_day_model(
+            delta.store(),
+            spec,
+            metrics.config(),
+            day,
+            tracking_uri=tracking.tracking_uri,
             tags=tags,
-            aggregates=aggregates,
-            examples=examples.drop(columns=[Col.EVAL_DATE]),
             artifact_location=tracking.artifact_location,
             retries=tracking.retries,
             backoff_s=tracking.backoff_s,
@@ -150,6 +97,9 @@ def mlflow_eval_runs(
             description=f"{exc}. The Delta tables are written and unaffected; materialize "
             f"{MLFLOW_RUNS_KEY} again once MLflow is reachable."
         ) from exc
+    except StageError as exc:
+        raise Failure(description=str(exc)) from exc
+    logged, dataset = done.run, done.dataset
     where = run_url(tracking.tracking_uri, logged)
     context.log.info(f"{model_id} on {day}: MLflow run {logged.run_id} ({where})")
     return MaterializeResult(

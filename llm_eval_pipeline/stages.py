@@ -1,0 +1,356 @@
+"""The pipeline's stages as plain functions: ingest a day, generate a day×model, score it,
+aggregate it, log it to MLflow.
+
+Each Dagster asset (``defs/assets``) is a thin wrapper that calls one of these and turns
+its result into metadata and checks; ``benchmarks/chain.py`` calls the same functions to
+time the chain without Dagster. Nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llm_eval_pipeline.core.aggregate import aggregate_partition
+from llm_eval_pipeline.core.dataset import IngestResult, discover_sources, ingest
+from llm_eval_pipeline.core.errors import UserError
+from llm_eval_pipeline.core.metrics.config import MetricConfig
+from llm_eval_pipeline.core.models import ModelSpec
+from llm_eval_pipeline.core.schema import (
+    ALL_METRIC_COLUMNS,
+    EVAL_EXAMPLES,
+    EXAMPLE_METRICS,
+    GENERATIONS,
+    METRIC_AGGREGATES,
+    METRIC_CONFIG_HASH,
+    QUARANTINED_EXAMPLES,
+    Agg,
+    Col,
+)
+from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.tracking.dashboard import REFERENCE
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from llm_eval_pipeline.spark.udfs import TaskStats
+    from llm_eval_pipeline.tracking.mlflow_runs import LoggedRun
+
+FIRST_ERRORS = 5
+
+
+class StageError(UserError):
+    """A stage that cannot complete, its message naming the partition and the cause."""
+
+    def __init__(self, message: str, metadata: Mapping[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.metadata = dict(metadata or {})
+
+
+def _partition(day: dt.date, model_id: str) -> dict[str, object]:
+    return {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@dataclass(frozen=True)
+class IngestedDay:
+    """A day's examples and quarantined rows as written, with the counts read back."""
+
+    result: IngestResult
+    examples_version: int
+    quarantine_version: int
+    stored_valid: int
+    stored_quarantined: int
+
+    @property
+    def balanced(self) -> bool:
+        """Rows read = rows stored as examples + rows stored in quarantine."""
+        return self.result.rows_in == self.stored_valid + self.stored_quarantined
+
+
+def ingest_day(
+    store: DeltaStore,
+    session: SparkSession,
+    day: dt.date,
+    *,
+    static_path: Path | None,
+    incoming: Path,
+    allowed_roots: Sequence[Path],
+    dataset_name: str | None,
+    max_field_chars: int,
+    default_task: str,
+) -> IngestedDay:
+    """Read and validate the day's sources, replace the day's partitions of
+    ``eval_examples`` and ``quarantined_examples``, and count both back from Delta."""
+    sources = discover_sources(static_path, incoming, day, list(allowed_roots))
+    result = ingest(
+        sources,
+        day,
+        dataset_name=dataset_name,
+        max_field_chars=max_field_chars,
+        default_task=default_task,
+    )
+    partition = {Col.EVAL_DATE: day}
+    examples_version = store.write_partition(EVAL_EXAMPLES, result.examples, partition)
+    quarantine_version = store.write_partition(QUARANTINED_EXAMPLES, result.quarantined, partition)
+    return IngestedDay(
+        result,
+        examples_version,
+        quarantine_version,
+        stored_valid=store.read(session, EVAL_EXAMPLES, partition).count(),
+        stored_quarantined=store.read(session, QUARANTINED_EXAMPLES, partition).count(),
+    )
+
+
+# ---------------------------------------------------------------- generate
+
+
+@dataclass(frozen=True)
+class GeneratedPartition:
+    table: pa.Table
+    version: int
+    stats: TaskStats
+    seconds: float
+    failed: pa.Table
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed.num_rows / self.table.num_rows if self.table.num_rows else 0.0
+
+
+def generate_partition(
+    store: DeltaStore,
+    session: SparkSession,
+    spec: ModelSpec,
+    day: dt.date,
+    *,
+    max_error_rate: float,
+    partitions: int | None = None,
+) -> GeneratedPartition:
+    """Generate the model's output for every example of the day (a Spark UDF) and replace
+    the day×model partition of ``generations``; more failed rows than ``max_error_rate``
+    raise :class:`StageError` and write nothing."""
+    from llm_eval_pipeline.spark.udfs import TaskStats, generate_outputs
+
+    examples = store.read(session, EVAL_EXAMPLES, {Col.EVAL_DATE: day})
+    frame, events = generate_outputs(examples, spec, partitions)
+    started = time.perf_counter()
+    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
+    seconds = time.perf_counter() - started
+    failed = table.filter(pc.is_valid(table.column(Col.ERROR)))
+    rows = table.num_rows
+    error_rate = failed.num_rows / rows if rows else 0.0
+    if error_rate > max_error_rate:
+        first = "\n".join(
+            f"- {r[Col.EXAMPLE_ID]}: {r[Col.ERROR]}"
+            for r in failed.slice(0, FIRST_ERRORS).to_pylist()
+        )
+        raise StageError(
+            f"{spec.name} on {day}: {failed.num_rows} of {rows} rows failed "
+            f"(error rate {error_rate:.0%} > max_error_rate {max_error_rate:.0%}); "
+            f"first errors:\n{first}",
+            {"rows": rows, "errors": failed.num_rows},
+        )
+    version = store.write_partition(GENERATIONS, table, _partition(day, spec.name))
+    return GeneratedPartition(table, version, TaskStats(events.value), seconds, failed)
+
+
+# ---------------------------------------------------------------- score
+
+
+def scoring_input(
+    store: DeltaStore, session: SparkSession, day: dt.date, model_id: str
+) -> DataFrame:
+    """One day×model's generations joined with their examples: what ``score_outputs``
+    scores."""
+    generated = store.read(session, GENERATIONS, _partition(day, model_id)).select(
+        Col.EXAMPLE_ID,
+        Col.OUTPUT,
+        Col.OUTPUT_LOGPROB,
+        Col.OUTPUT_LOGPROB_TOKENS,
+        Col.GENERATION_CONFIG_HASH,
+        Col.EVAL_DATE,
+        Col.MODEL_ID,
+    )
+    examples = store.read(session, EVAL_EXAMPLES, {Col.EVAL_DATE: day}).select(
+        Col.EXAMPLE_ID, Col.PROMPT, Col.CONTEXT, Col.REFERENCES
+    )
+    return generated.join(examples, on=Col.EXAMPLE_ID, how="inner")
+
+
+@dataclass(frozen=True)
+class ScoredPartition:
+    table: pa.Table
+    version: int
+    stats: TaskStats
+    seconds: float
+
+
+def score_partition(
+    store: DeltaStore,
+    session: SparkSession,
+    spec: ModelSpec,
+    config: MetricConfig,
+    day: dt.date,
+    *,
+    partitions: int | None = None,
+) -> ScoredPartition:
+    """Score every output of the day×model (``score_batch`` in a Spark UDF) and replace
+    its partition of ``example_metrics``."""
+    from llm_eval_pipeline.spark.udfs import TaskStats, score_outputs
+
+    joined = scoring_input(store, session, day, spec.name)
+    frame, events = score_outputs(joined, spec, config, partitions)
+    started = time.perf_counter()
+    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
+    seconds = time.perf_counter() - started
+    version = store.write_partition(EXAMPLE_METRICS, table, _partition(day, spec.name))
+    return ScoredPartition(table, version, TaskStats(events.value), seconds)
+
+
+# ---------------------------------------------------------------- aggregate
+
+
+@dataclass(frozen=True)
+class AggregatedPartition:
+    table: pd.DataFrame
+    scored: pd.DataFrame
+    generated: pd.DataFrame
+    version: int
+    config_hashes: list[str] = field(default_factory=list)
+
+    @property
+    def means(self) -> dict[str, float]:
+        return {
+            str(row[Agg.METRIC]): float(row[Agg.MEAN])
+            for _, row in self.table.iterrows()
+            if pd.notna(row[Agg.MEAN])
+        }
+
+
+class NothingToAggregate(StageError):
+    """The day×model has no scored examples yet."""
+
+
+def aggregate_day_model(
+    store: DeltaStore, day: dt.date, model_id: str, *, resamples: int, seed: int
+) -> AggregatedPartition:
+    """Aggregate the day×model's metrics (``core.aggregate``), with the Delta versions it
+    read, and replace its partition of ``metric_aggregates``."""
+    partition = _partition(day, model_id)
+    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
+    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
+    if scored.empty:
+        raise NothingToAggregate(
+            f"no example_metrics for {model_id} on {day}: materialize generations and "
+            "example_metrics for this partition first"
+        )
+    table = aggregate_partition(scored, generated, resamples, seed)
+    hashes = sorted(set(scored[METRIC_CONFIG_HASH].dropna()))
+    table[METRIC_CONFIG_HASH] = ",".join(hashes)
+    table[Agg.EXAMPLES_VERSION] = store.version(EVAL_EXAMPLES)
+    table[Agg.GENERATIONS_VERSION] = store.version(GENERATIONS)
+    table[Agg.METRICS_VERSION] = store.version(EXAMPLE_METRICS)
+    table[Col.EVAL_DATE] = day
+    table[Col.MODEL_ID] = model_id
+    arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
+    version = store.write_partition(METRIC_AGGREGATES, arrow, partition)
+    return AggregatedPartition(table, scored, generated, version, hashes)
+
+
+# ---------------------------------------------------------------- log
+
+
+def example_table(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
+    """Every example of one day×model with its output and metrics: the table MLflow's UI
+    browses and the dashboard's worst examples come from."""
+    partition = _partition(day, model_id)
+    examples = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}).to_pandas()
+    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
+    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
+    metric_columns = [c for c in ALL_METRIC_COLUMNS if c in scored and scored[c].notna().any()]
+    table = (
+        examples[[Col.EXAMPLE_ID, Col.DATASET, Col.TASK, Col.PROMPT, Col.CONTEXT, Col.REFERENCES]]
+        .merge(generated[[Col.EXAMPLE_ID, Col.OUTPUT, Col.ERROR]], on=Col.EXAMPLE_ID)
+        .merge(scored[[Col.EXAMPLE_ID, *metric_columns]], on=Col.EXAMPLE_ID, how="left")
+    )
+    references = [list(r) if r is not None else [] for r in table[Col.REFERENCES]]
+    table[REFERENCE] = [r[0] if r else None for r in references]
+    table[Col.REFERENCES] = [json.dumps(r, ensure_ascii=False) for r in references]
+    table[Col.EVAL_DATE] = day
+    table[Col.MODEL_ID] = model_id
+    return table.sort_values(Col.EXAMPLE_ID, ignore_index=True)
+
+
+def run_params(spec: ModelSpec, config: MetricConfig) -> dict[str, str]:
+    """The MLflow params of a day×model run: what produced its numbers."""
+    spec_dict = spec.to_dict()
+    return {
+        "model.backend": spec.backend,
+        "model.options": json.dumps(spec_dict["options"], sort_keys=True),
+        "model.baseline": str(spec.baseline),
+        "generation": json.dumps(spec_dict["generation"], sort_keys=True),
+        "generation_config_hash": spec.generation_config_hash,
+        "metric_config": json.dumps(config.to_dict(), sort_keys=True, default=str),
+        "metric_config_hash": config.hash,
+    }
+
+
+@dataclass(frozen=True)
+class LoggedPartition:
+    run: LoggedRun
+    dataset: str
+
+
+def log_day_model(
+    store: DeltaStore,
+    spec: ModelSpec,
+    config: MetricConfig,
+    day: dt.date,
+    *,
+    tracking_uri: str,
+    tags: Mapping[str, str],
+    artifact_location: str | None = None,
+    retries: int = 3,
+    backoff_s: float = 2.0,
+) -> LoggedPartition:
+    """Log the day×model to its MLflow run (found again by its tags, so a re-run updates
+    it): params, every aggregate and its interval, the example table and charts. The
+    Delta versions the aggregates read join ``tags``."""
+    from llm_eval_pipeline.tracking.mlflow_runs import RunKey, log_eval_run
+
+    aggregates = store.read_arrow(METRIC_AGGREGATES, _partition(day, spec.name)).to_pandas()
+    if aggregates.empty:
+        raise StageError(f"no metric_aggregates for {spec.name} on {day} yet")
+    examples = example_table(store, day, spec.name)
+    dataset = "+".join(sorted(set(examples[Col.DATASET]))) or "empty"
+    first = aggregates.iloc[0]
+    # Delta versions change on every re-run; MLflow params cannot, so they are tags.
+    versions = {
+        "llm_eval.dataset_version": str(first[Agg.EXAMPLES_VERSION]),
+        "llm_eval.generations_version": str(first[Agg.GENERATIONS_VERSION]),
+        "llm_eval.metrics_version": str(first[Agg.METRICS_VERSION]),
+    }
+    logged = log_eval_run(
+        tracking_uri,
+        RunKey(dataset, spec.name, day),
+        params=run_params(spec, config),
+        tags={**versions, **tags},
+        aggregates=aggregates,
+        examples=examples.drop(columns=[Col.EVAL_DATE]),
+        artifact_location=artifact_location,
+        retries=retries,
+        backoff_s=backoff_s,
+    )
+    return LoggedPartition(logged, dataset)

@@ -1,0 +1,61 @@
+"""The stage functions the assets wrap, called directly (as benchmarks/chain.py does):
+the whole chain runs without Dagster, and a stage that cannot complete says why."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from llm_eval_pipeline import stages
+from llm_eval_pipeline.core.metrics.config import MetricConfig
+from llm_eval_pipeline.core.models import parse_spec
+from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, GENERATIONS, Agg, Col
+from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline_tests.conftest import write_jsonl
+
+DAY = dt.date(2026, 11, 20)
+
+
+def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> None:
+    rows = [{"prompt": f"Capital {i}?", "references": [f"City {i}"], "answer": f"City {i}",
+             "context": f"The capital is City {i}."} for i in range(6)]  # fmt: skip
+    rows.append({"prompt": "", "references": ["x"]})  # quarantined: empty prompt
+    source = write_jsonl(tmp_path / "data" / "d.jsonl", rows)
+    store = DeltaStore(home.delta_dir)
+    spec = parse_spec({"name": "logged", "backend": "precomputed", "options": {"column": "answer"}})
+    config = MetricConfig(groups=("rouge", "correctness"))
+
+    ingested = stages.ingest_day(
+        store, spark, DAY, static_path=source, incoming=home.incoming,
+        allowed_roots=[source.parent], dataset_name="d", max_field_chars=1000,
+        default_task="qa",
+    )  # fmt: skip
+    assert (ingested.result.rows_in, ingested.stored_valid, ingested.stored_quarantined) == (
+        7,
+        6,
+        1,
+    )
+    assert ingested.balanced
+    generated = stages.generate_partition(store, spark, spec, DAY, max_error_rate=0.0)
+    assert generated.table.num_rows == 6 and generated.error_rate == 0.0
+    scored = stages.score_partition(store, spark, spec, config, DAY)
+    assert scored.table.column("exact_match").to_pylist() == [1.0] * 6
+    aggregated = stages.aggregate_day_model(store, DAY, "logged", resamples=50, seed=0)
+    assert aggregated.means["exact_match"] == 1.0
+    assert set(aggregated.table[Agg.METRIC]) >= {"rougeL", "answer_correctness", "error_rate"}
+    first = stages.log_day_model(store, spec, config, DAY, tracking_uri=home.mlflow_tracking_uri,
+                                 tags={"origin": "test"})  # fmt: skip
+    again = stages.log_day_model(store, spec, config, DAY, tracking_uri=home.mlflow_tracking_uri,
+                                 tags={"origin": "test"})  # fmt: skip
+    assert first.dataset == "d" and first.run.created and not again.run.created
+    assert first.run.run_id == again.run.run_id
+    partition = {Col.EVAL_DATE: DAY, Col.MODEL_ID: "logged"}
+    assert store.read_arrow(GENERATIONS, partition).num_rows == 6
+    assert store.read_arrow(EXAMPLE_METRICS, partition).num_rows == 6
+
+
+def test_stages_that_cannot_complete_say_why(home: Settings, spark) -> None:
+    store = DeltaStore(home.delta_dir)
+    with pytest.raises(stages.StageError, match="no example_metrics for ghost on 2026-11-20"):
+        stages.aggregate_day_model(store, DAY, "ghost", resamples=10, seed=0)
