@@ -1,11 +1,13 @@
 """The Dagster code location: assets, checks, jobs, schedules and resources.
 
-``dagster dev`` (``make ui``) loads ``defs``; tests and the CLI call
+``dagster dev`` (``make ui``) loads ``defs``, which reads the settings and builds the
+definitions only then (importing this module reads nothing); tests and the CLI call
 :func:`build_definitions` with the settings they want.
 """
 
 from __future__ import annotations
 
+import dagster as dg
 from dagster import Definitions, in_process_executor
 
 from llm_eval_pipeline.defs.assets import ALL_ASSETS
@@ -15,6 +17,7 @@ from llm_eval_pipeline.defs.jobs import (
     dashboard_job,
     generation_job,
 )
+from llm_eval_pipeline.defs.partitions import with_start_date
 from llm_eval_pipeline.defs.resources import build_resources
 from llm_eval_pipeline.defs.sensors import automation_sensor, new_model_sensor
 from llm_eval_pipeline.settings import Settings, get_settings
@@ -22,7 +25,7 @@ from llm_eval_pipeline.settings import Settings, get_settings
 
 def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
-        assets=ALL_ASSETS,
+        assets=[with_start_date(asset, settings.start_date) for asset in ALL_ASSETS],
         jobs=[daily_ingest_job, generation_job, dashboard_job],
         schedules=[daily_ingest_schedule],
         sensors=[new_model_sensor, automation_sensor],
@@ -33,4 +36,7 @@ def build_definitions(settings: Settings) -> Definitions:
     )
 
 
-defs = build_definitions(get_settings())
+@dg.definitions
+def defs() -> Definitions:
+    """The definitions for this process's settings (``LLM_EVAL_HOME``, ``config.yaml``)."""
+    return build_definitions(get_settings())

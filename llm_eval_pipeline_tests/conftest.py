@@ -1,5 +1,5 @@
 """Test fixtures: one real local SparkSession for the whole run, and a temporary
-LLM_EVAL_HOME per test (plus one for the run, set before the package reads settings)."""
+LLM_EVAL_HOME per test (plus one for the run, set when pytest starts)."""
 
 from __future__ import annotations
 
@@ -10,26 +10,28 @@ from pathlib import Path
 
 import pytest
 
-# Settings are read once per process, so the run's home is chosen before any import of
-# the package reads them. Variables a developer may have set are cleared.
-for _name in list(os.environ):
-    if _name == "LLM_EVAL_SCREENSHOTS":  # browser tests save README screenshots when set
-        continue
-    if _name.startswith("LLM_EVAL_") or _name in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
-        del os.environ[_name]
+from llm_eval_pipeline.settings import Settings, get_settings
+from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_workers
+
 RUN_HOME = Path(tempfile.mkdtemp(prefix="llm_eval_test_home_"))
-os.environ["LLM_EVAL_HOME"] = str(RUN_HOME)
-os.environ["LLM_EVAL_SPARK_UI"] = "false"
 # A key the security test plants; set before Spark starts its Python workers, which keep
 # the environment they were started with (as a real deployment's would).
 PLANTED_KEY_ENV, PLANTED_KEY = "LLM_EVAL_TEST_PLANTED_KEY", "sk-PLANTED-9f3c2e7a41b8"
-os.environ[PLANTED_KEY_ENV] = PLANTED_KEY
 
-from llm_eval_pipeline.settings import Settings, get_settings  # noqa: E402
-from llm_eval_pipeline.spark.session import (  # noqa: E402
-    spark_conf,
-    use_this_python_for_workers,
-)
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's environment, before any test or fixture: the variables a developer may
+    have set are cleared, and the run gets a home of its own (importing the package reads
+    no settings, so the order of imports does not matter)."""
+    for name in list(os.environ):
+        if name == "LLM_EVAL_SCREENSHOTS":  # browser tests save README screenshots when set
+            continue
+        if name.startswith("LLM_EVAL_") or name in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
+            del os.environ[name]
+    os.environ["LLM_EVAL_HOME"] = str(RUN_HOME)
+    os.environ["LLM_EVAL_SPARK_UI"] = "false"
+    os.environ[PLANTED_KEY_ENV] = PLANTED_KEY
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -179,3 +179,30 @@ def test_readme_settings_table_is_the_declared_one() -> None:
     begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
     shown = readme[readme.index(begin) + len(begin) : readme.index(end)]
     assert shown == settings_table(), "README's settings table differs: regenerate it"
+
+
+def test_importing_the_package_reads_no_settings(tmp_path: Path) -> None:
+    """Definitions are built when Dagster loads them: every module imports under a home
+    whose config.yaml could not be read, and the settings are read once asked for."""
+    import subprocess
+    import sys
+
+    (tmp_path / "config.yaml").write_text("start_date: [not a date\n")
+    code = (
+        "import pkgutil, importlib, llm_eval_pipeline as p\n"
+        "for m in pkgutil.walk_packages(p.__path__, 'llm_eval_pipeline.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "from llm_eval_pipeline.settings import get_settings\n"
+        "assert get_settings.cache_info().currsize == 0\n"
+        "from llm_eval_pipeline.definitions import defs\n"
+        "try:\n"
+        "    defs()\n"
+        "except Exception as exc:\n"
+        "    print('load:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "LLM_EVAL_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"load: {tmp_path / 'config.yaml'}: not valid YAML" in done.stdout

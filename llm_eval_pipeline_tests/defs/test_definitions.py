@@ -1,10 +1,12 @@
 """The code location loads, with the partitions, jobs and schedule users see in the UI."""
 
+from pathlib import Path
+
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, QUARANTINED_EXAMPLES
 from llm_eval_pipeline.definitions import build_definitions
-from llm_eval_pipeline.defs.jobs import INGEST_JOB
+from llm_eval_pipeline.defs.jobs import GENERATION_JOB, INGEST_JOB
 from llm_eval_pipeline.defs.partitions import (
     MODELS_PARTITION,
     daily_partitions,
@@ -14,9 +16,25 @@ from llm_eval_pipeline.settings import Settings
 
 
 def test_module_level_definitions_load() -> None:
+    """``defs`` is built when Dagster loads it, from this process's settings."""
     from llm_eval_pipeline import definitions
 
-    Definitions.validate_loadable(definitions.defs)
+    Definitions.validate_loadable(definitions.defs())
+
+
+def test_the_configured_start_date_reaches_every_partitioned_asset_and_job(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "config.yaml").write_text("start_date: 2025-03-01\n")
+    defs = build_definitions(Settings.load(env={"LLM_EVAL_HOME": str(tmp_path)}))
+    starts = {
+        spec.key.to_user_string(): str(spec.partitions_def)
+        for spec in defs.resolve_all_asset_specs()
+        if spec.partitions_def is not None
+    }
+    assert len(starts) == 6 and all("starting 2025-03-01" in s for s in starts.values())
+    for job in (INGEST_JOB, GENERATION_JOB):
+        assert "starting 2025-03-01" in str(defs.resolve_job_def(job).partitions_def)
 
 
 def test_assets_checks_jobs_and_schedule(home: Settings) -> None:
