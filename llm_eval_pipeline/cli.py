@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import yaml
 
 from llm_eval_pipeline.core.errors import UserError
+from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.models import (
     BACKENDS,
     ModelRegistry,
@@ -51,7 +51,6 @@ from llm_eval_pipeline.core.schema import (
     HEADLINE_METRICS,
     METRIC_AGGREGATES,
     QUARANTINED_EXAMPLES,
-    Agg,
     Col,
     TableSpec,
 )
@@ -338,28 +337,20 @@ def print_leaderboard(store, days: Sequence[dt.date]) -> None:
         return
     table = store.read_arrow(METRIC_AGGREGATES)
     table = table.filter(pc.is_in(table.column(Col.EVAL_DATE), value_set=pa.array(days)))
-    if not table.num_rows:
+    board = Leaderboard.of(table.to_pandas(), HEADLINE_METRICS)
+    if not board.models:
         return
-    frame = table.to_pandas()
-    latest = max(frame[Col.EVAL_DATE])
-    day = frame[frame[Col.EVAL_DATE] == latest]
-    print(f"\nLeaderboard for {latest} (mean [95% CI]; perplexity: geometric mean):")
-    header = "".join(f"{name:>30}" for name in HEADLINE_METRICS)
-    print(f"  {'model':<20}{header}")
-    for model, rows in day.groupby(Col.MODEL_ID, sort=True):
-        by_metric = rows.set_index(Agg.METRIC)
+    print(f"\nLeaderboard for {board.day} (mean [95% CI], * best; perplexity: geometric mean):")
+    print(f"  {'model':<20}" + "".join(f"{name:>30}" for name in board.metrics))
+    for model in board.models:
         cells = []
-        for name in HEADLINE_METRICS:
-            if name not in by_metric.index:
-                cells.append(f"{'-':>30}")
-                continue
-            row = by_metric.loc[name]
-            ci = (
-                ""
-                if pd.isna(row[Agg.CI_LOW])
-                else f" [{row[Agg.CI_LOW]:.3f}, {row[Agg.CI_HIGH]:.3f}]"
-            )
-            cells.append(f"{row[Agg.MEAN]:.3f}{ci}".rjust(30))
+        for metric in board.metrics:
+            entry = board.entry(model, metric)
+            text = "-"
+            if entry is not None:
+                ci = f" [{entry.ci_low:.3f}, {entry.ci_high:.3f}]" if entry.has_interval else ""
+                text = f"{'*' if entry.best else ''}{entry.mean:.3f}{ci}"
+            cells.append(text.rjust(30))
         print(f"  {model:<20}{''.join(cells)}")
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
-import pandas as pd
 import pyarrow as pa
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from llm_eval_pipeline.core.schema import HEADLINE_METRICS, Agg, Col, TableSpec
+from llm_eval_pipeline.core.leaderboard import Leaderboard
+from llm_eval_pipeline.core.schema import TableSpec
 
 OWNERS = ["team:llm-eval"]
 PREVIEW_ROWS = 5
@@ -45,25 +43,22 @@ def _cell(value: object) -> str:
     return text
 
 
-def leaderboard_markdown(day: pd.DataFrame, baseline: str | None) -> str:
-    """The headline metrics of every model in ``day`` (``metric_aggregates`` rows of one
-    day) as a markdown table: mean and 95% CI, the baseline marked."""
-    present = [m for m in HEADLINE_METRICS if m in set(day[Agg.METRIC])]
+def leaderboard_markdown(board: Leaderboard) -> str:
+    """The leaderboard as a markdown table: a row per model (the baseline marked), a
+    column per metric, mean and 95% CI, the best in bold."""
     lines = [
-        "| model | " + " | ".join(present) + " |",
-        "| --- |" + " --- |" * len(present),
+        "| model | " + " | ".join(board.metrics) + " |",
+        "| --- |" + " --- |" * len(board.metrics),
     ]
-    for model, rows in day.groupby(Col.MODEL_ID, sort=True):
-        by_metric = rows.set_index(Agg.METRIC)
+    for model in board.models:
         cells = []
-        for metric in present:
-            if metric not in by_metric.index:
+        for metric in board.metrics:
+            entry = board.entry(model, metric)
+            if entry is None:
                 cells.append("")
                 continue
-            row = by_metric.loc[metric]
-            mean, low, high = row[Agg.MEAN], row[Agg.CI_LOW], row[Agg.CI_HIGH]
-            ci = "" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]"
-            cells.append(f"{mean:.3f}{ci}")
-        name = f"{model} (baseline)" if model == baseline else str(model)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            ci = f" [{entry.ci_low:.3f}, {entry.ci_high:.3f}]" if entry.has_interval else ""
+            mean = f"**{entry.mean:.3f}**" if entry.best else f"{entry.mean:.3f}"
+            cells.append(f"{mean}{ci}")
+        lines.append(f"| {board.label(model)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -17,8 +17,8 @@ from typing import NamedTuple
 import pandas as pd
 
 from llm_eval_pipeline.core.aggregate import day_change
+from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.metrics.registry import METRICS
-from llm_eval_pipeline.core.metrics.spec import NEITHER
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
     OPERATIONAL_METRICS,
@@ -190,43 +190,32 @@ def _metrics_in(frame: pd.DataFrame) -> list[str]:
     return [m for m in SHOWN_METRICS if m in present]
 
 
-def _best(means: dict[str, float], metric: str) -> set[str]:
-    """Models with the best mean of ``metric`` (none when neutral or a single model)."""
-    spec = METRICS[metric]
-    if spec.better == NEITHER or len(means) < 2:
-        return set()
-    best = (min if spec.lower_is_better else max)(means.values())
-    return {model for model, mean in means.items() if mean == best}
-
-
-def _leaderboard(frame: pd.DataFrame, latest: date, baseline: str | None) -> str:
+def _leaderboard(frame: pd.DataFrame, baseline: str | None) -> str:
     """Latest day: a row per metric, a column per model, mean and [ci_low, ci_high]."""
-    rows = frame[frame[Col.EVAL_DATE] == latest]
-    models = sorted(set(rows[Col.MODEL_ID]))
+    board = Leaderboard.of(frame, SHOWN_METRICS, baseline)
     head = "".join(
-        f"<th>{escape(m)}{' <em>(baseline)</em>' if m == baseline else ''}</th>" for m in models
+        f"<th>{escape(m)}{' <em>(baseline)</em>' if m == baseline else ''}</th>"
+        for m in board.models
     )
     body = []
-    for metric in _metrics_in(rows):
-        cells = {r[Col.MODEL_ID]: r for _, r in rows[rows[Agg.METRIC] == metric].iterrows()}
-        best = _best({m: r[Agg.MEAN] for m, r in cells.items()}, metric)
+    for metric in board.metrics:
         tds = []
-        for m in models:
-            if m not in cells:
+        for model in board.models:
+            entry = board.entry(model, metric)
+            if entry is None:
                 tds.append('<td class="num">—</td>')
                 continue
-            r, mark = cells[m], " ★" if m in best else ""
             tds.append(
-                f'<td class="num{" best" if m in best else ""}">{_fmt(r[Agg.MEAN])}{mark}'
-                f' <span class="ci">[{_fmt(r[Agg.CI_LOW])}, {_fmt(r[Agg.CI_HIGH])}]</span>'
-                "</td>"
+                f'<td class="num{" best" if entry.best else ""}">{_fmt(entry.mean)}'
+                f"{' ★' if entry.best else ''}"
+                f' <span class="ci">[{_fmt(entry.ci_low)}, {_fmt(entry.ci_high)}]</span></td>'
             )
         body.append(
             f'<tr data-metric="{escape(metric)}"><th>{escape(metric)} '
             f'<span class="meta">({_direction(metric)})</span></th>{"".join(tds)}</tr>'
         )
     return (
-        f'<table class="leaderboard"><tr><th>metric ({latest}); ★ best</th>{head}</tr>'
+        f'<table class="leaderboard"><tr><th>metric ({board.day}); ★ best</th>{head}</tr>'
         f"{''.join(body)}</table>"
     )
 
@@ -363,7 +352,7 @@ def render_dashboard(
         main = (
             f'<p class="meta">Latest day: {days[-1]}; {len(days)} day(s), '
             f"{len(models)} model(s).</p>{_legend(models, colors, baseline)}"
-            f"<h2>Leaderboard</h2>{_leaderboard(frame, days[-1], baseline)}"
+            f"<h2>Leaderboard</h2>{_leaderboard(frame, baseline)}"
             f"<h2>Biggest day-over-day changes</h2>{_CHANGES_NOTE}"
             f"{_changes_table(_changes(frame, days[-1], margin))}"
             f'<h2>Trends</h2><p class="meta">Lines are daily means; shaded bands are 95% '

@@ -20,9 +20,11 @@ from llm_eval_pipeline.core.aggregate import (
     out_of_range,
     paired_difference,
 )
+from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
     GENERATIONS,
+    HEADLINE_METRICS,
     LOWER_IS_BETTER,
     METRIC_AGGREGATES,
     METRIC_COLUMNS,
@@ -101,7 +103,9 @@ def metric_aggregates(
         metadata={
             **{name: MetadataValue.float(value) for name, value in means.items()},
             "leaderboard": MetadataValue.md(
-                leaderboard_markdown(day_table, baseline.name if baseline else None)
+                leaderboard_markdown(
+                    Leaderboard.of(day_table, HEADLINE_METRICS, baseline.name if baseline else None)
+                )
             ),
             "rows": int(len(done.generated)),
             "metric_config_hash": ",".join(done.config_hashes),
