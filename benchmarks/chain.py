@@ -26,7 +26,6 @@ from dagster import DagsterInstance, MultiPartitionKey, materialize
 from benchmarks.common import Result, Timing, demo_model_specs, main_for
 from benchmarks.spark_stage import session
 from llm_eval_pipeline import stages
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.core.schema import Col
 from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
@@ -37,6 +36,7 @@ from llm_eval_pipeline.defs.assets.tracking import mlflow_eval_runs
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 from llm_eval_pipeline.defs.resources import build_resources
 from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.settings import Settings
 

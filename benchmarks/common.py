@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_eval_pipeline.cli import demo_dataset_path
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import build_demo_models, demo_specs
 from llm_eval_pipeline.settings import get_settings
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Result, demo_model_specs, main_for, repeat
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.backends.base import GenerationInput
 from llm_eval_pipeline.core.models import ModelSpec
+from llm_eval_pipeline.demo import demo_dataset_path
 
 
 def prompts(spec: ModelSpec, n: int) -> list[GenerationInput]:

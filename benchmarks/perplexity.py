@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Result, demo_model_specs, main_for, repeat
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.metrics.perplexity import PerplexityScorer, join_continuation
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import QA_MODEL
 
 TEXTS, QUICK_TEXTS = 512, 64

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import Result, demo_model_specs, main_for, repeat
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.models import parse_spec
 from llm_eval_pipeline.core.schema import Col
 from llm_eval_pipeline.core.scoring import output_columns, score_batch
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.settings import get_settings
 from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_workers

@@ -23,8 +23,8 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.common import Result, main_for, repeat
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.metrics.squad import squad_scores
+from llm_eval_pipeline.demo import demo_dataset_path
 
 ROWS, QUICK_ROWS = 100_000, 5_000
 GOAL = 3.0

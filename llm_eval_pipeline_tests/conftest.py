@@ -66,7 +66,7 @@ def write_jsonl(path: Path, rows: list[object]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo models, built once per run by the real builder with a short training."""
-    from llm_eval_pipeline.cli import demo_dataset_path
+    from llm_eval_pipeline.demo import demo_dataset_path
     from llm_eval_pipeline.demo.models import build_demo_models
 
     models_dir = tmp_path_factory.mktemp("models")

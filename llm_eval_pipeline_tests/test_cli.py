@@ -13,7 +13,8 @@ import pytest
 from dagster import DagsterInstance
 from mlflow import MlflowClient
 
-from llm_eval_pipeline.cli import latest_day, main
+from llm_eval_pipeline.cli import main
+from llm_eval_pipeline.cli.run import latest_day
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
@@ -257,7 +258,7 @@ def test_a_bug_is_reported_as_one_and_its_traceback_shown_on_request(
     def broken(*_: object) -> int:
         raise KeyError("an internal slip")
 
-    monkeypatch.setattr(cli_module, "status", broken)
+    monkeypatch.setattr(cli_module, "show_status", broken)
     code, _, err = cli(["status"])
     assert code == 1 and "internal error: KeyError: 'an internal slip'" in err
     assert "--debug" in err and "Traceback" not in err
@@ -292,7 +293,7 @@ def test_score_reports_a_broken_registry_as_such(tmp_path: Path) -> None:
 
 
 def test_every_command_and_the_ui_servers_run_without_mlflow_telemetry() -> None:
-    from llm_eval_pipeline.cli import ui_environment
+    from llm_eval_pipeline.cli.ui import ui_environment
 
     assert ui_environment(get_settings())["MLFLOW_DISABLE_TELEMETRY"] == "true"
     cli(["models", "list"])

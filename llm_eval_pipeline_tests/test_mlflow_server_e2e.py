@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from llm_eval_pipeline.cli import stop_servers
+from llm_eval_pipeline.cli.ui import stop_servers
 from llm_eval_pipeline.core.schema import GENERATIONS
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.tracking.mlflow_runs import TAG_KIND, TAG_MODEL, experiment_name

@@ -14,7 +14,7 @@ import pytest
 from deltalake import DeltaTable
 from mlflow import MlflowClient
 
-from llm_eval_pipeline.cli import latest_day
+from llm_eval_pipeline.cli.run import latest_day
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
     EXAMPLE_METRICS,

@@ -19,7 +19,7 @@ import pyspark
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from llm_eval_pipeline.cli import stop_servers
+from llm_eval_pipeline.cli.ui import stop_servers
 from llm_eval_pipeline.core.models import ModelRegistry, parse_spec
 from llm_eval_pipeline.core.schema import ALL_METRIC_COLUMNS, EXAMPLE_METRICS, GENERATIONS, Col
 from llm_eval_pipeline.delta.store import DeltaStore

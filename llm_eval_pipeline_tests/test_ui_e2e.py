@@ -21,7 +21,7 @@ from dagster_graphql import DagsterGraphQLClient
 from mlflow import MlflowClient
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from llm_eval_pipeline.cli import latest_day
+from llm_eval_pipeline.cli.run import latest_day
 from llm_eval_pipeline.core.schema import GENERATIONS, METRIC_AGGREGATES, Col
 from llm_eval_pipeline.defs.jobs import GENERATION_ASSETS, GENERATION_JOB
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION

@@ -8,7 +8,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.dataset import (
     DatasetReadError,
     check_confined,
@@ -17,6 +16,7 @@ from llm_eval_pipeline.core.dataset import (
     ingest,
 )
 from llm_eval_pipeline.core.schema import Col, Reason
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline_tests.conftest import write_jsonl
 
 DAY = dt.date(2026, 11, 20)

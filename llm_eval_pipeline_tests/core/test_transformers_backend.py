@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.backends.base import FINISH_LENGTH, FINISH_STOP, GenerationInput
 from llm_eval_pipeline.core.models import GenerationConfig, ModelSpec
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import QA_MODEL
 
 

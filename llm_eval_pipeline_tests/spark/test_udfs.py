@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from llm_eval_pipeline.cli import demo_dataset_path
 from llm_eval_pipeline.core.backends import load_backend
 from llm_eval_pipeline.core.backends.base import GenerationInput
 from llm_eval_pipeline.core.dataset import ingest
 from llm_eval_pipeline.core.models import ModelSpec, parse_spec
 from llm_eval_pipeline.core.schema import EVAL_EXAMPLES, GENERATIONS, Col
 from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.spark.udfs import TaskDevice, TaskStats, generate_outputs, task_device
 from llm_eval_pipeline_tests.conftest import write_jsonl
