@@ -16,7 +16,9 @@ from llm_eval_pipeline.spark.session import spark_conf, use_this_python_for_work
 
 class DeltaStoreResource(ConfigurableResource):
     """Where the Delta tables live and which engine writes them. The ``spark`` engine
-    writes through the process's SparkSession, started with ``spark_config`` if none is."""
+    writes through the process's active SparkSession, or one started with
+    ``spark_config`` when there is none (a running session's configuration is left as
+    it is)."""
 
     root: str
     engine: str
@@ -27,7 +29,10 @@ class DeltaStoreResource(ConfigurableResource):
         if self.engine == "spark":
             from pyspark.sql import SparkSession
 
-            session = SparkSession.builder.config(map=self.spark_config or {}).getOrCreate()
+            session = (
+                SparkSession.getActiveSession()
+                or SparkSession.builder.config(map=self.spark_config or {}).getOrCreate()
+            )
         return DeltaStore(Path(self.root), self.engine, session)
 
 

@@ -179,11 +179,15 @@ def test_spark_engine_writes_reach_spark_from_every_asset(home, tmp_path: Path, 
     settings = dataclasses.replace(
         home.with_dataset(write_jsonl(tmp_path / "data" / "d.jsonl", rows)), delta_engine="spark"
     )
-    resources = build_resources(settings)
-    assert resources["delta"].store().spark is not None
+    # The run's one SparkSession keeps its configuration: the Delta catalog that the
+    # cluster profile adds would break every later test here, where the jars are missing.
+    resources = {**build_resources(settings), "spark": build_resources(home)["spark"]}
+    assert resources["delta"].store().spark is spark
     result = materialize(
         [ingest_examples], partition_key="2026-11-01", resources=resources, raise_on_error=False
     )
+    catalog = spark.conf.get("spark.sql.catalog.spark_catalog", "")
+    assert "DeltaCatalog" not in catalog or _spark_has_delta(spark)
     if _spark_has_delta(spark):
         assert result.success
         assert DeltaStore(settings.delta_dir).read_arrow(EVAL_EXAMPLES).num_rows == 3
