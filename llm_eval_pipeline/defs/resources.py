@@ -4,7 +4,7 @@ only in configuration."""
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource
+from dagster import Config, ConfigurableResource
 from dagster_pyspark import PySparkResource
 
 from llm_eval_pipeline.core.metrics.config import JudgeConfig, MetricConfig
@@ -67,32 +67,48 @@ class ModelsResource(ConfigurableResource):
         return ModelRegistry(Path(self.registry_path))
 
 
+class JudgeEndpoint(Config):
+    """The OpenAI-compatible endpoint of the judge group."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    cache_dir: str | None = None
+
+
+class Bootstrap(Config):
+    """The seeded percentile bootstrap behind every interval."""
+
+    resamples: int
+    seed: int
+
+
+class RegressionPolicy(Config):
+    """What ``no_regression_vs_baseline`` compares, the margin it tolerates (a share of
+    the baseline's mean) and the severity of a failure."""
+
+    metrics: list[str]
+    margin: float
+    severity: str
+
+
 class MetricsResource(ConfigurableResource):
-    """Which metric groups run and the optional models they use (see
-    ``core.metrics.config.MetricConfig``)."""
+    """Which metric groups run, the optional models they use (see
+    ``core.metrics.config.MetricConfig``), and the statistics of the checks."""
 
     groups: list[str]
+    bootstrap: Bootstrap
+    regression: RegressionPolicy
+    judge: JudgeEndpoint | None = None
     scorer_model: str | None = None
     nli_model: str | None = None
     partitions: int | None = None
-    judge_base_url: str | None = None
-    judge_model: str | None = None
-    judge_api_key_env: str | None = None
-    judge_cache_dir: str | None = None
-    bootstrap_resamples: int
-    bootstrap_seed: int
-    regression_metrics: list[str]
-    regression_margin: float
-    regression_severity: str
 
     def config(self) -> MetricConfig:
         judge = None
-        if self.judge_base_url and self.judge_model:
+        if self.judge is not None:
             judge = JudgeConfig(
-                self.judge_base_url,
-                self.judge_model,
-                self.judge_api_key_env,
-                self.judge_cache_dir,
+                self.judge.base_url, self.judge.model, self.judge.api_key_env, self.judge.cache_dir
             )
         return MetricConfig(
             groups=tuple(self.groups),
@@ -140,18 +156,25 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "metrics": MetricsResource(
             groups=list(settings.metric_groups),
+            bootstrap=Bootstrap(
+                resamples=settings.bootstrap_resamples, seed=settings.bootstrap_seed
+            ),
+            regression=RegressionPolicy(
+                metrics=list(settings.regression_metrics),
+                margin=settings.regression_margin,
+                severity=settings.regression_severity,
+            ),
+            judge=JudgeEndpoint(
+                base_url=settings.judge_base_url,
+                model=settings.judge_model,
+                api_key_env=settings.judge_api_key_env,
+                cache_dir=str(settings.judge_cache_dir),
+            )
+            if settings.judge_base_url and settings.judge_model
+            else None,
             scorer_model=settings.scorer_model,
             nli_model=settings.nli_model,
             partitions=settings.generation_partitions,
-            judge_base_url=settings.judge_base_url,
-            judge_model=settings.judge_model,
-            judge_api_key_env=settings.judge_api_key_env,
-            judge_cache_dir=str(settings.judge_cache_dir),
-            bootstrap_resamples=settings.bootstrap_resamples,
-            bootstrap_seed=settings.bootstrap_seed,
-            regression_metrics=list(settings.regression_metrics),
-            regression_margin=settings.regression_margin,
-            regression_severity=settings.regression_severity,
         ),
         "tracking": TrackingResource(
             tracking_uri=settings.mlflow_tracking_uri,

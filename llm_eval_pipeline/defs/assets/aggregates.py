@@ -91,7 +91,7 @@ def metric_aggregates(
     store = delta.store()
     try:
         done = aggregate_day_model(
-            store, day, model_id, resamples=metrics.bootstrap_resamples, seed=metrics.bootstrap_seed
+            store, day, model_id, resamples=metrics.bootstrap.resamples, seed=metrics.bootstrap.seed
         )
     except StageError as exc:
         raise Failure(description=str(exc)) from exc
@@ -151,10 +151,10 @@ def regression_check(
             name,
             candidate[name] if name in candidate else pd.Series(dtype="float64"),
             reference[name] if name in reference else pd.Series(dtype="float64"),
-            metrics.bootstrap_resamples,
-            seed=metrics.bootstrap_seed,
+            metrics.bootstrap.resamples,
+            seed=metrics.bootstrap.seed,
         )
-        for name in metrics.regression_metrics
+        for name in metrics.regression.metrics
     ]
     # Passing must not claim what was never checked: a name that is no metric, or whose
     # group is off, fails loudly; so does a partition where no metric could be compared.
@@ -180,10 +180,10 @@ def regression_check(
                 "compared": MetadataValue.json([d.metric for d in compared]),
             },
         )
-    regressed = [d for d in compared if is_regression(d, metrics.regression_margin)]
+    regressed = [d for d in compared if is_regression(d, metrics.regression.margin)]
     metadata: dict[str, object] = {
         "baseline": baseline,
-        "margin": f"{metrics.regression_margin:.0%} of the baseline mean",
+        "margin": f"{metrics.regression.margin:.0%} of the baseline mean",
         "compared": MetadataValue.json([d.metric for d in compared]),
         "not_compared": MetadataValue.json(uncompared),
         "comparison": MetadataValue.md(_comparison_markdown(compared, regressed)),
@@ -197,7 +197,7 @@ def regression_check(
     return AssetCheckResult(
         check_name=REGRESSION_CHECK,
         passed=not regressed,
-        severity=AssetCheckSeverity(metrics.regression_severity),
+        severity=AssetCheckSeverity(metrics.regression.severity),
         description=(
             f"worse than {baseline} on {', '.join(d.metric for d in regressed)}"
             if regressed

@@ -151,7 +151,7 @@ def eval_dashboard(
         pd.concat(worst, ignore_index=True) if worst else worst_examples(pd.DataFrame()),
         title="LLM evaluation",
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        margin=metrics.regression_margin,
+        margin=metrics.regression.margin,
         baseline=baseline.name if baseline else None,
     )
     folder = Path(tracking.dashboard_dir)
