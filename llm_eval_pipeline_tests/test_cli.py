@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 from mlflow import MlflowClient
 
 from llm_eval_pipeline.cli import main
@@ -95,6 +95,17 @@ def test_demo_ingests_and_generates_three_days_for_both_models(spark, tiny_model
     )
     assert all(r.is_success for r in runs[:10])
     assert set(instance.get_dynamic_partitions("models")) >= {RANDOM_MODEL, QA_MODEL}
+    # the baseline (tiny-qa) runs first each day, so the other model's check compares
+    evaluations = [
+        record.event_log_entry.dagster_event.event_specific_data
+        for record in instance.get_event_records(
+            EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        )
+    ]
+    regression = [e for e in evaluations if e.check_name == "no_regression_vs_baseline"]
+    assert len(regression) == 6
+    assert not any("not compared" in (e.description or "") for e in regression)
+    assert all(e.passed for e in evaluations if e.check_name != "no_regression_vs_baseline")
 
     aggregates = store.read_arrow(METRIC_AGGREGATES).to_pandas()
     assert len(aggregates.groupby([Col.EVAL_DATE, Col.MODEL_ID])) == 6

@@ -66,14 +66,17 @@ def run_pipeline(settings: Settings, request: RunRequest) -> int:
     from llm_eval_pipeline.defs.jobs import DASHBOARD_JOB, GENERATION_JOB, INGEST_JOB
     from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 
-    registered = [spec.name for spec in ModelRegistry(settings.models_yaml).load()]
+    specs = ModelRegistry(settings.models_yaml).load()
+    registered = [spec.name for spec in specs]
     unknown = [name for name in request.models if name not in registered]
     if unknown:
         raise CliError(
             f"models {unknown} are not in {settings.models_yaml}; add them with "
             "`llm-eval models add`"
         )
-    models = request.models or registered
+    # The baseline first on each day, so every other model's regression check finds it.
+    baseline = next((spec.name for spec in specs if spec.baseline), None)
+    models = sorted(request.models or registered, key=lambda name: name != baseline)
     # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
     # starting at once must not both do it.
     dagster_home = prepare_dagster_home(settings)

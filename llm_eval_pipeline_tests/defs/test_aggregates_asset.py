@@ -282,3 +282,14 @@ def test_error_rate_check_warns_below_the_failing_threshold() -> None:
     assert not warned.passed and warned.severity == AssetCheckSeverity.WARN
     assert "10.0% of the generations failed" in warned.description
     assert error_rate_check(0.05, 0.05).passed
+
+
+def test_a_model_aggregated_before_its_baseline_is_not_called_free_of_regressions(
+    chain,
+) -> None:
+    _, run, _ = chain
+    check = checks(run("worse"))[REGRESSION_CHECK]
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert check.description.startswith("not compared: baseline base has no metrics")
+    assert run("base").success
+    assert not checks(run("worse"))[REGRESSION_CHECK].passed  # now compared: a regression

@@ -139,9 +139,14 @@ def regression_check(
         EXAMPLE_METRICS, {Col.EVAL_DATE: day, Col.MODEL_ID: baseline}
     ).to_pandas()
     if reference.empty:
+        # Not compared is not "no regression": a warning until the baseline's partition
+        # lands and this one is materialized again.
         return AssetCheckResult(
             check_name=REGRESSION_CHECK,
-            passed=True,
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description=f"not compared: baseline {baseline} has no metrics for {day} yet; "
+            f"materialize its partition, then this one again",
             metadata={"note": f"baseline {baseline} has no metrics for {day} yet"},
         )
     candidate = scored.set_index(Col.EXAMPLE_ID)
