@@ -239,16 +239,16 @@ def _changes(frame: pd.DataFrame, latest: date, margin: float) -> list[Change]:
     day with data and its verdict (``core.aggregate.day_change``, ``margin`` relative to
     the previous mean). Ranked by ``score = |change| / sqrt(h_prev² + h_latest²)``, ``h``
     being half the CI width; where a CI is missing or zero-wide, by the relative change
-    ``|change| / |previous mean|``. The ``MAX_CHANGES`` highest scores, zero changes left
-    out."""
+    ``|change| / |previous mean|``. The ``MAX_CHANGES`` highest scores; changes within
+    floating-point rounding (1e-9 relative) left out."""
     found = []
     for (model, metric), group in frame.groupby([Col.MODEL_ID, Agg.METRIC], sort=True):
         if len(group) < 2 or group[Col.EVAL_DATE].iloc[-1] != latest:
             continue
         prev, last = group.iloc[-2], group.iloc[-1]
         day, was, now = prev[Col.EVAL_DATE], prev[Agg.MEAN], last[Agg.MEAN]
-        if now == was:
-            continue
+        if math.isclose(now, was, rel_tol=1e-9, abs_tol=1e-12):
+            continue  # the same value up to floating-point rounding of the aggregation
         change = day_change(
             metric,
             (was, prev[Agg.CI_LOW], prev[Agg.CI_HIGH]),
@@ -262,10 +262,11 @@ def _changes(frame: pd.DataFrame, latest: date, margin: float) -> list[Change]:
     return sorted(found, key=lambda c: -c.score)[:MAX_CHANGES]
 
 
-def _changes_table(changes: list[Change]) -> str:
+def _changes_table(changes: list[Change], days: int) -> str:
     """The biggest changes as a table, or a note when there are none."""
     if not changes:
-        return '<p class="empty">No earlier day to compare with yet.</p>'
+        note = "No earlier day to compare with yet." if days < 2 else "No mean changed."
+        return f'<p class="empty">{note}</p>'
     rows = "".join(
         f'<tr class="{c.verdict}"><td>{escape(c.model)}</td><td>{escape(c.metric)}</td>'
         f'<td>{c.prev_day}</td><td class="num">{_fmt(c.prev)}</td>'
@@ -354,7 +355,7 @@ def render_dashboard(
             f"{len(models)} model(s).</p>{_legend(models, colors, baseline)}"
             f"<h2>Leaderboard</h2>{_leaderboard(frame, baseline)}"
             f"<h2>Biggest day-over-day changes</h2>{_CHANGES_NOTE}"
-            f"{_changes_table(_changes(frame, days[-1], margin))}"
+            f"{_changes_table(_changes(frame, days[-1], margin), len(days))}"
             f'<h2>Trends</h2><p class="meta">Lines are daily means; shaded bands are 95% '
             f'bootstrap confidence intervals.</p><div class="charts">{charts}</div>'
         )

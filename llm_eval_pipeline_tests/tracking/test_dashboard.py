@@ -269,3 +269,8 @@ def test_the_page_in_chromium(browser, tmp_path: Path) -> None:  # noqa: F811
             target = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
             target.mkdir(parents=True, exist_ok=True)
             view.screenshot(path=str(target / "dashboard.png"), full_page=True)
+
+
+def test_a_change_within_rounding_is_no_change_at_all() -> None:
+    html = page(aggregates=aggregates({ROUGE_L: {BASE: (0.5, 0.5 + 1e-13)}}))
+    assert '<table class="changes">' not in html and "No mean changed." in html
