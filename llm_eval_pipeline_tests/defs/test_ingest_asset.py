@@ -59,7 +59,7 @@ def test_materializing_a_day_writes_both_tables_and_passes_the_check(
     assert (examples["rows_in"], examples["rows_valid"], examples["rows_quarantined"]) == (8, 6, 2)
     assert examples["quarantined_unparsable"] == 1 and examples["quarantined_empty_field"] == 1
     assert examples["dagster/row_count"] == 6
-    assert examples["delta_version"] == 0
+    assert examples["delta_version"] == 1  # version 0 created the table, empty
     assert examples["aliases_used"] == {"question": "prompt", "answer": "references"}
     assert "What is 0 plus 0?" in examples["preview"]
     assert metadata(result, QUARANTINED_EXAMPLES.name)["dagster/row_count"] == 2
@@ -92,7 +92,7 @@ def test_rematerializing_is_idempotent_and_days_are_independent(
     assert per_day == {DAY: 6, OTHER_DAY: 6}
     ids = store.read_arrow(EVAL_EXAMPLES).column(Col.EXAMPLE_ID).to_pylist()
     assert len(set(ids)) == 6  # the same examples keep their ids across days
-    assert store.version(EVAL_EXAMPLES) == 3
+    assert store.version(EVAL_EXAMPLES) == 4  # creation, then one commit per run
 
 
 def test_drop_folder_adds_files_for_its_day_only(home: Settings, tmp_path: Path, spark) -> None:
