@@ -123,6 +123,13 @@ def _names(allowed: tuple[str, ...], what: str) -> Parser:
     return parse
 
 
+def _words(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) and i for i in items):
+        raise ValueError(f"expected a list of names, got {value!r}")
+    return tuple(i.strip() for i in items)
+
+
 def _mapping(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a mapping, got {value!r}")
@@ -259,6 +266,12 @@ class Settings:
     regression_margin: float = setting(
         0.02, "a regression is worse than the baseline by more than this share of its mean",
         _number(float, minimum=0))  # fmt: skip
+    slice_by: tuple[str, ...] = setting(
+        ("task",), "what metric_slices cuts by: task and metadata fields (a list); prompt "
+        "length terciles and recurring vs new examples are always added", _words)  # fmt: skip
+    min_slice_size: int = setting(
+        20, "smaller slices get counts and means but no test", _number(int, minimum=2)
+    )
     regression_severity: str = setting(
         "WARN", "severity of a failed regression check: WARN or ERROR",
         _choice("WARN", "ERROR", upper=True))  # fmt: skip

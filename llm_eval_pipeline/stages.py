@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_eval_pipeline.core import slices
 from llm_eval_pipeline.core.aggregate import aggregate_partition
 from llm_eval_pipeline.core.dataset import IngestResult, discover_sources, ingest
 from llm_eval_pipeline.core.errors import UserError
@@ -32,6 +33,7 @@ from llm_eval_pipeline.core.schema import (
     GENERATIONS,
     METRIC_AGGREGATES,
     METRIC_CONFIG_HASH,
+    METRIC_SLICES,
     QUARANTINED_EXAMPLES,
     Agg,
     Col,
@@ -267,6 +269,67 @@ def aggregate_day_model(
     arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
     version = store.write_partition(METRIC_AGGREGATES, arrow, partition)
     return AggregatedPartition(table, scored, generated, version, hashes)
+
+
+# ---------------------------------------------------------------- slices
+
+
+@dataclass(frozen=True)
+class SlicedPartition:
+    table: pd.DataFrame
+    version: int
+    baseline: str | None
+
+
+def slice_day_model(
+    store: DeltaStore,
+    day: dt.date,
+    model_id: str,
+    *,
+    baseline: str | None,
+    slice_by: Sequence[str],
+    min_slice_size: int,
+    relative_margin: float,
+    resamples: int,
+    seed: int,
+) -> SlicedPartition:
+    """Every metric on every slice of the day×model's scored examples, compared with the
+    ``baseline``'s on the same examples (``core.slices``), replacing its partition of
+    ``metric_slices``. Without the baseline's metrics for the day, no comparison."""
+    partition = _partition(day, model_id)
+    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
+    if scored.empty:
+        raise NothingToAggregate(
+            f"no example_metrics for {model_id} on {day}: materialize example_metrics first"
+        )
+    scored = scored.set_index(Col.EXAMPLE_ID)
+    columns = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.METADATA]
+    examples = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns).to_pandas()
+    examples = examples[examples[Col.EXAMPLE_ID].isin(scored.index)].reset_index(drop=True)
+    earlier = store.read_arrow(EVAL_EXAMPLES, columns=[Col.EXAMPLE_ID], before=day)
+    reference = None
+    if baseline is not None:
+        found = store.read_arrow(EXAMPLE_METRICS, _partition(day, baseline)).to_pandas()
+        reference = found.set_index(Col.EXAMPLE_ID) if not found.empty else None
+    metrics = [m for m in ALL_METRIC_COLUMNS if m in scored and scored[m].notna().any()]
+    table = slices.metric_slices(
+        scored,
+        reference,
+        slices.slice_members(examples, slice_by, set(earlier.column(Col.EXAMPLE_ID).to_pylist())),
+        examples[Col.EXAMPLE_ID].tolist(),
+        metrics,
+        slices.SliceSpec(
+            min_slice_size=min_slice_size,
+            relative_margin=relative_margin,
+            resamples=resamples,
+            seed=seed,
+        ),
+    )
+    table[Col.EVAL_DATE] = day
+    table[Col.MODEL_ID] = model_id
+    arrow = pa.Table.from_pandas(table, schema=METRIC_SLICES.schema, preserve_index=False)
+    version = store.write_partition(METRIC_SLICES, arrow, partition)
+    return SlicedPartition(table, version, baseline if reference is not None else None)
 
 
 # ---------------------------------------------------------------- log

@@ -337,7 +337,88 @@ METRIC_AGGREGATES = TableSpec(
     },
 )
 
+
+class Slc:
+    """Column names of ``metric_slices`` (beside ``Agg.METRIC``, ``COUNT``, ``MEAN``,
+    ``CI_LOW`` and ``CI_HIGH``)."""
+
+    KEY = "slice_key"
+    VALUE = "slice_value"
+    BASELINE_MEAN = "baseline_mean"
+    DIFF = "diff"
+    DIFF_CI_LOW = "diff_ci_low"
+    DIFF_CI_HIGH = "diff_ci_high"
+    P_VALUE = "p_value"
+    Q_VALUE = "q_value"
+    MDE = "mde"
+    N_NEEDED = "n_needed"
+    VERDICT = "verdict"
+
+
+METRIC_SLICES = TableSpec(
+    name="metric_slices",
+    schema=pa.schema(
+        [
+            (Slc.KEY, pa.string()),
+            (Slc.VALUE, pa.string()),
+            (Agg.METRIC, pa.string()),
+            (Agg.COUNT, pa.int64()),
+            (Agg.MEAN, pa.float64()),
+            (Agg.CI_LOW, pa.float64()),
+            (Agg.CI_HIGH, pa.float64()),
+            (Slc.BASELINE_MEAN, pa.float64()),
+            (Slc.DIFF, pa.float64()),
+            (Slc.DIFF_CI_LOW, pa.float64()),
+            (Slc.DIFF_CI_HIGH, pa.float64()),
+            (Slc.P_VALUE, pa.float64()),
+            (Slc.Q_VALUE, pa.float64()),
+            (Slc.MDE, pa.float64()),
+            (Slc.N_NEEDED, pa.float64()),
+            (Slc.VERDICT, pa.string()),
+            (Col.EVAL_DATE, pa.date32()),
+            (Col.MODEL_ID, pa.string()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE, Col.MODEL_ID),
+    description="Every metric on every slice of a day×model (all, task, slice_by metadata "
+    "fields, prompt length tercile, recurring vs new examples), with its interval and a "
+    "paired test against the baseline on the same examples.",
+    column_docs={
+        Slc.KEY: "What the slice is cut by: all, task, a metadata field, prompt_length, recurring.",
+        Slc.VALUE: "The slice's value of that key; (missing) where a row has none.",
+        Agg.METRIC: "A metric column of example_metrics.",
+        Agg.COUNT: "Rows of the slice with a value.",
+        Agg.MEAN: "Mean over them (geometric mean for perplexities).",
+        Agg.CI_LOW: "Lower bound of the seeded percentile-bootstrap 95% CI of the mean.",
+        Agg.CI_HIGH: "Upper bound of that interval.",
+        Slc.BASELINE_MEAN: "The baseline's mean on the examples both have (log scale for "
+        "perplexities); null for the baseline itself or without a baseline.",
+        Slc.DIFF: "Mean paired difference, this model minus the baseline (log scale for "
+        "perplexities).",
+        Slc.DIFF_CI_LOW: "Lower bound of the paired-bootstrap 95% CI of the difference.",
+        Slc.DIFF_CI_HIGH: "Upper bound of that interval.",
+        Slc.P_VALUE: "Two-sided bootstrap p-value of the difference; null for slices under "
+        "min_slice_size (no test).",
+        Slc.Q_VALUE: "Benjamini-Hochberg adjusted p-value over every test of the partition.",
+        Slc.MDE: "Smallest difference detectable at 80% power and the 5% level, from the "
+        "paired standard deviation and the pairs.",
+        Slc.N_NEEDED: "Pairs needed to detect a difference of the regression margin.",
+        Slc.VERDICT: "regression | improvement | no_change | inconclusive (see "
+        "core.aggregate.verdict; a regression or improvement must survive BH); null for the "
+        "baseline or without one.",
+        Col.EVAL_DATE: "The day partition.",
+        Col.MODEL_ID: "The model partition.",
+    },
+)
+
 TABLES: dict[str, TableSpec] = {
     t.name: t
-    for t in (EVAL_EXAMPLES, QUARANTINED_EXAMPLES, GENERATIONS, EXAMPLE_METRICS, METRIC_AGGREGATES)
+    for t in (
+        EVAL_EXAMPLES,
+        QUARANTINED_EXAMPLES,
+        GENERATIONS,
+        EXAMPLE_METRICS,
+        METRIC_AGGREGATES,
+        METRIC_SLICES,
+    )
 }

@@ -8,7 +8,12 @@ of their own, which the new-model sensor and ``llm-eval`` use.)
 
 from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
 
-from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, GENERATIONS, METRIC_AGGREGATES
+from llm_eval_pipeline.core.schema import (
+    EXAMPLE_METRICS,
+    GENERATIONS,
+    METRIC_AGGREGATES,
+    METRIC_SLICES,
+)
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY, QUARANTINE_KEY
 from llm_eval_pipeline.defs.assets.tracking import DASHBOARD_KEY, MLFLOW_RUNS_KEY
 
@@ -26,13 +31,14 @@ GENERATION_ASSETS = (
     GENERATIONS.name,
     EXAMPLE_METRICS.name,
     METRIC_AGGREGATES.name,
+    METRIC_SLICES.name,
     MLFLOW_RUNS_KEY,
 )
 
 generation_job = define_asset_job(
     GENERATION_JOB,
     selection=AssetSelection.assets(*GENERATION_ASSETS),
-    description="Generate, score, aggregate and log to MLflow one day×model.",
+    description="Generate, score, aggregate, slice and log to MLflow one day×model.",
 )
 
 dashboard_job = define_asset_job(

@@ -92,6 +92,14 @@ class RegressionPolicy(Config):
     severity: str
 
 
+class SlicePolicy(Config):
+    """How ``metric_slices`` cuts a partition: ``task`` and metadata fields, and the
+    smallest slice that gets a test."""
+
+    slice_by: list[str]
+    min_slice_size: int
+
+
 class MetricsResource(ConfigurableResource):
     """Which metric groups run, the optional models they use (see
     ``core.metrics.config.MetricConfig``), and the statistics of the checks."""
@@ -99,6 +107,7 @@ class MetricsResource(ConfigurableResource):
     groups: list[str]
     bootstrap: Bootstrap
     regression: RegressionPolicy
+    slices: SlicePolicy
     judge: JudgeEndpoint | None = None
     scorer_model: str | None = None
     nli_model: str | None = None
@@ -163,6 +172,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 metrics=list(settings.regression_metrics),
                 margin=settings.regression_margin,
                 severity=settings.regression_severity,
+            ),
+            slices=SlicePolicy(
+                slice_by=list(settings.slice_by), min_slice_size=settings.min_slice_size
             ),
             judge=JudgeEndpoint(
                 base_url=settings.judge_base_url,

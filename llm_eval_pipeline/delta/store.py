@@ -250,16 +250,25 @@ class DeltaStore:
         frame = frame.where(where) if where else frame
         return _with_spec_columns(frame, spec)
 
-    def read_arrow(self, spec: TableSpec, partition: Partition | None = None) -> pa.Table:
-        """The table (or one partition) read in this process with delta-rs, for small
-        reads such as previews and checks."""
+    def read_arrow(
+        self,
+        spec: TableSpec,
+        partition: Partition | None = None,
+        columns: list[str] | None = None,
+        before: PartitionValue | None = None,
+    ) -> pa.Table:
+        """The table (or one partition; or, with ``before``, the days before it) read in
+        this process with delta-rs, for small reads such as previews and checks."""
         if not self.exists(spec):
-            return spec.schema.empty_table()
+            empty = spec.schema.empty_table()
+            return empty.select(columns) if columns else empty
         from deltalake import DeltaTable
 
         table = DeltaTable(str(self.path(spec)))
-        filters = [(c, "=", v) for c, v in partition.items()] if partition else None
-        return pa.table(table.to_pyarrow_table(filters=filters))
+        filters = [(c, "=", v) for c, v in partition.items()] if partition else []
+        if before is not None:
+            filters.append((spec.partition_by[0], "<", before))
+        return pa.table(table.to_pyarrow_table(columns=columns, filters=filters or None))
 
 
 def _with_spec_columns(frame: DataFrame, spec: TableSpec) -> DataFrame:

@@ -32,7 +32,7 @@ def test_the_configured_start_date_reaches_every_partitioned_asset_and_job(
         for spec in defs.resolve_all_asset_specs()
         if spec.partitions_def is not None
     }
-    assert len(starts) == 6 and all("starting 2025-03-01" in s for s in starts.values())
+    assert len(starts) == 7 and all("starting 2025-03-01" in s for s in starts.values())
     for job in (INGEST_JOB, GENERATION_JOB):
         assert "starting 2025-03-01" in str(defs.resolve_job_def(job).partitions_def)
 

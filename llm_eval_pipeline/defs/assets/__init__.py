@@ -4,6 +4,7 @@ from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
 from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.slices import metric_slices
 from llm_eval_pipeline.defs.assets.tracking import eval_dashboard, mlflow_eval_runs
 
 ALL_ASSETS = [
@@ -11,6 +12,7 @@ ALL_ASSETS = [
     generations,
     example_metrics,
     metric_aggregates,
+    metric_slices,
     mlflow_eval_runs,
     eval_dashboard,
 ]

@@ -1,0 +1,302 @@
+"""Where a model changed: every metric on every slice of a day×model's examples, with its
+interval and, against the baseline on the same example ids, a paired test.
+
+A *slice* is a subset of the partition's examples named by a key and a value: ``all``
+(every example), ``task``, any metadata field named in ``slice_by``, the prompt length
+tercile (``prompt_length``: short / medium / long, cut at the partition's own terciles)
+and ``recurring`` (``recurring``: the example id was evaluated on an earlier day, else
+``new``).
+
+For each slice and metric (definitions and sources in the function docstrings):
+
+* ``mean`` and its percentile bootstrap interval (Efron & Tibshirani 1993), on the log
+  scale and mapped back for metrics aggregated geometrically (perplexities);
+* against the baseline, on the examples both models have a value for: the mean paired
+  difference ``diff`` (candidate − baseline, log scale for geometric metrics) with its
+  paired bootstrap interval (Koehn 2004), a two-sided bootstrap ``p_value``, the
+  Benjamini–Hochberg ``q_value`` over every test of the partition (Benjamini & Hochberg
+  1995), the minimum detectable effect ``mde`` and the ``n_needed`` to detect the margin
+  (normal approximation, 80% power), and the :func:`~llm_eval_pipeline.core.aggregate.verdict`.
+
+The bootstrap is vectorised: one draw of multinomial resample counts per slice serves
+every metric of the slice (``counts @ values``), so a slice costs one matrix product, not
+a Python loop per metric.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from llm_eval_pipeline.core.aggregate import Verdict, verdict
+from llm_eval_pipeline.core.metrics.registry import METRICS
+from llm_eval_pipeline.core.metrics.spec import GEOMETRIC
+from llm_eval_pipeline.core.schema import METRIC_SLICES, Agg, Col, Slc
+
+ALL = "all"
+PROMPT_LENGTH = "prompt_length"
+RECURRING = "recurring"
+MISSING = "(missing)"
+LENGTH_TERCILES = ("short", "medium", "long")
+POWER = 0.8
+
+
+def mde(sd: float, n: int, alpha: float = 0.05, power: float = POWER) -> float:
+    """Minimum detectable effect of a paired mean difference: the smallest true difference
+    a two-sided test at level ``alpha`` detects with probability ``power``, by the normal
+    approximation ``(z_{1-alpha/2} + z_power) * sd / sqrt(n)`` (e.g. Cohen 1988). NaN for
+    fewer than two pairs."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return z * sd / math.sqrt(n)
+
+
+def n_needed(sd: float, margin: float, alpha: float = 0.05, power: float = POWER) -> float:
+    """Pairs needed to detect a true difference of ``margin``: ``((z_{1-alpha/2} + z_power)
+    * sd / margin)^2``, rounded up; NaN when the margin is 0 or the sd unknown."""
+    if not margin > 0 or not math.isfinite(sd):
+        return math.nan
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return float(math.ceil((z * sd / margin) ** 2))
+
+
+def bh_q_values(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (Benjamini & Hochberg 1995): for the i-th
+    smallest of m p-values, ``min_{j >= i} p_(j) * m / j``, capped at 1. Rejecting where
+    ``q <= level`` keeps the false-discovery rate at or under ``level`` (independent or
+    positively dependent tests). NaN p-values are not tests and get NaN."""
+    p = np.asarray(p_values, dtype="float64")
+    q = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    if not tested.size:
+        return q
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = order.size
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    return q
+
+
+def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``resamples`` bootstrap means of each column of ``values`` (rows × columns, NaN
+    where a row has no value): one multinomial draw of resample counts for the rows, the
+    means over each column's non-NaN rows. Shape: resamples × columns."""
+    n = values.shape[0]
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype("float64")
+    present = ~np.isnan(values)
+    sums = counts @ np.where(present, values, 0.0)
+    sizes = counts @ present.astype("float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / sizes
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the draws
+    (NaN draws ignored)."""
+    alpha = (1 - level) / 2
+    if not draws.size:
+        return np.array([]), np.array([])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN, as meant
+        low = np.nanquantile(draws, alpha, axis=0)
+        high = np.nanquantile(draws, 1 - alpha, axis=0)
+    return low, high
+
+
+def bootstrap_p_values(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Two-sided bootstrap p-value of each column's mean against 0: the share of the
+    bootstrap means, centred on the observed mean (the null shifted onto the data), at
+    least as far from 0 as the observed mean, with the usual +1 correction (Davison &
+    Hinkley 1997, ch. 4): ``(1 + #{|b - d| >= |d|}) / (1 + B)``."""
+    centred = np.abs(draws - observed)
+    extreme = (centred >= np.abs(observed) - 1e-15).sum(axis=0)
+    valid = (~np.isnan(draws)).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = (1.0 + extreme) / (1.0 + valid)
+    p[np.isnan(observed) | (valid == 0)] = np.nan
+    return p
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """How to test: the smallest slice that gets a test, the margin (relative to the
+    baseline's mean), the bootstrap resamples and seed, and the level (settings give the
+    first four: ``min_slice_size``, ``regression_margin``, ``bootstrap_*``)."""
+
+    min_slice_size: int
+    relative_margin: float
+    resamples: int
+    seed: int
+    level: float = 0.95
+
+
+def slice_members(
+    examples: pd.DataFrame, slice_by: Sequence[str], earlier_ids: set[str]
+) -> dict[tuple[str, str], np.ndarray]:
+    """Each slice's rows of ``examples`` (index positions), keyed by (slice key, value).
+
+    ``examples`` has ``example_id``, ``task``, ``prompt`` and ``metadata`` (a mapping or
+    a list of pairs per row). A ``slice_by`` field no row carries raises ValueError naming
+    it; a row without the field goes to the value ``(missing)``."""
+    n = len(examples)
+    members: dict[tuple[str, str], np.ndarray] = {(ALL, ALL): np.arange(n)}
+
+    def add(key: str, values: Sequence[str]) -> None:
+        labels = np.asarray(values, dtype=object)
+        for value in sorted(set(labels)):
+            members[(key, str(value))] = np.flatnonzero(labels == value)
+
+    metadata = [_as_mapping(m) for m in examples.get(Col.METADATA, [None] * n)]
+    for key in slice_by:
+        if key == Col.TASK:
+            add(key, [str(t) if t else MISSING for t in examples[Col.TASK]])
+            continue
+        if not any(key in m for m in metadata):
+            raise ValueError(
+                f"slice_by names {key!r}, which no example has (task, or a metadata field)"
+            )
+        add(key, [str(m[key]) if m.get(key) not in (None, "") else MISSING for m in metadata])
+    lengths = examples[Col.PROMPT].astype(str).str.len().to_numpy()
+    if n:
+        cuts = np.quantile(lengths, [1 / 3, 2 / 3])
+        add(
+            PROMPT_LENGTH, [LENGTH_TERCILES[int(np.searchsorted(cuts, x, "left"))] for x in lengths]
+        )
+    add(RECURRING, [RECURRING if i in earlier_ids else "new" for i in examples[Col.EXAMPLE_ID]])
+    return members
+
+
+def _as_mapping(value: object) -> Mapping[str, object]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    return dict(value)  # type: ignore[arg-type]
+
+
+SLICE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in METRIC_SLICES.columns if c not in METRIC_SLICES.partition_by
+)
+
+
+def metric_slices(
+    candidate: pd.DataFrame,
+    baseline: pd.DataFrame | None,
+    members: Mapping[tuple[str, str], np.ndarray],
+    example_ids: Sequence[str],
+    metrics: Sequence[str],
+    spec: SliceSpec,
+) -> pd.DataFrame:
+    """One row per (slice, metric): columns :data:`SLICE_COLUMNS`.
+
+    ``candidate`` and ``baseline`` are per-example metric tables indexed by example id;
+    ``members`` gives each slice's positions in ``example_ids``. Without a baseline (or for
+    the baseline itself) the comparison columns are NaN and the verdict is null. Slices
+    under ``spec.min_slice_size`` pairs get no test: verdict ``inconclusive``."""
+    rng = np.random.default_rng(spec.seed)
+    ids = pd.Index(example_ids)
+    geometric = np.array([METRICS[m].aggregation == GEOMETRIC for m in metrics])
+    own = _matrix(candidate, ids, metrics, geometric)
+    other = _matrix(baseline, ids, metrics, geometric) if baseline is not None else None
+    rows = []
+    for (key, value), positions in members.items():
+        values = own[positions]
+        draws = bootstrap_means(values, spec.resamples, rng) if len(positions) else values[:0]
+        low, high = percentile_interval(draws, spec.level)
+        with np.errstate(invalid="ignore"):
+            means = np.nanmean(values, axis=0) if len(positions) else np.full(len(metrics), np.nan)
+        counts = (~np.isnan(values)).sum(axis=0)
+        comparison = _paired(values, other[positions], spec, rng) if other is not None else None
+        for j, metric in enumerate(metrics):
+            back = np.exp if geometric[j] else (lambda x: x)
+            row = {
+                Slc.KEY: key, Slc.VALUE: value, Agg.METRIC: metric,
+                Agg.COUNT: int(counts[j]), Agg.MEAN: float(back(means[j])),
+                Agg.CI_LOW: float(back(low[j])) if low.size else math.nan,
+                Agg.CI_HIGH: float(back(high[j])) if high.size else math.nan,
+            }  # fmt: skip
+            row.update(comparison[j] if comparison is not None else _no_comparison())
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(SLICE_COLUMNS))
+    if other is not None and len(frame):
+        frame[Slc.Q_VALUE] = bh_q_values(frame[Slc.P_VALUE].to_numpy())
+        frame[Slc.VERDICT] = [_verdict_of(r, spec) for r in frame.to_dict("records")]
+    return frame
+
+
+def _matrix(
+    table: pd.DataFrame, ids: pd.Index, metrics: Sequence[str], geometric: np.ndarray
+) -> np.ndarray:
+    """Rows in ``ids`` order × metrics, NaN where missing; log of geometric metrics."""
+    aligned = table.reindex(ids)
+    values = np.column_stack(
+        [pd.to_numeric(aligned[m], errors="coerce").to_numpy("float64") if m in aligned
+         else np.full(len(ids), np.nan) for m in metrics]
+    ) if metrics else np.empty((len(ids), 0))  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values[:, geometric] = np.log(values[:, geometric])
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _paired(
+    own: np.ndarray, other: np.ndarray, spec: SliceSpec, rng: np.random.Generator
+) -> list[dict[str, float]]:
+    """Per metric: the paired comparison on the rows where both have a value."""
+    both = ~np.isnan(own) & ~np.isnan(other)
+    diffs = np.where(both, own - other, np.nan)
+    pairs = both.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        observed = np.nanmean(diffs, axis=0) if len(diffs) else np.full(own.shape[1], np.nan)
+        base = np.nanmean(np.where(both, other, np.nan), axis=0) if len(diffs) else observed
+        sd = np.nanstd(diffs, axis=0, ddof=1) if len(diffs) > 1 else np.full_like(observed, np.nan)
+    draws = bootstrap_means(diffs, spec.resamples, rng) if len(diffs) else diffs[:0]
+    low, high = percentile_interval(draws, spec.level)
+    p = bootstrap_p_values(draws, observed) if len(diffs) else np.full_like(observed, np.nan)
+    alpha = 1 - spec.level
+    out = []
+    for j in range(own.shape[1]):
+        tested = pairs[j] >= max(2, spec.min_slice_size)
+        margin = spec.relative_margin * abs(base[j]) if math.isfinite(base[j]) else math.nan
+        out.append({
+            Slc.BASELINE_MEAN: float(base[j]), Slc.DIFF: float(observed[j]),
+            Slc.DIFF_CI_LOW: float(low[j]) if low.size else math.nan,
+            Slc.DIFF_CI_HIGH: float(high[j]) if high.size else math.nan,
+            Slc.P_VALUE: float(p[j]) if tested else math.nan,
+            Slc.Q_VALUE: math.nan, Slc.MDE: mde(float(sd[j]), int(pairs[j]), alpha),
+            Slc.N_NEEDED: n_needed(float(sd[j]), margin, alpha),
+            Slc.VERDICT: None,
+        })  # fmt: skip
+    return out
+
+
+def _no_comparison() -> dict[str, object]:
+    compared = SLICE_COLUMNS[SLICE_COLUMNS.index(Slc.BASELINE_MEAN) :]
+    none: dict[str, object] = {name: math.nan for name in compared}
+    return none | {Slc.VERDICT: None}
+
+
+def _verdict_of(row: Mapping[str, object], spec: SliceSpec) -> str:
+    """A tested slice's verdict from its interval and the margin; a regression or an
+    improvement must also survive Benjamini–Hochberg at the level."""
+    if math.isnan(row[Slc.P_VALUE]):  # type: ignore[arg-type]
+        return Verdict.INCONCLUSIVE
+    margin = spec.relative_margin * abs(row[Slc.BASELINE_MEAN])  # type: ignore[arg-type]
+    found = verdict(
+        str(row[Agg.METRIC]),
+        row[Slc.DIFF_CI_LOW],
+        row[Slc.DIFF_CI_HIGH],
+        margin,  # type: ignore[arg-type]
+    )
+    if found in (Verdict.REGRESSION, Verdict.IMPROVEMENT) and not (
+        row[Slc.Q_VALUE] <= 1 - spec.level  # type: ignore[operator]
+    ):
+        return Verdict.INCONCLUSIVE
+    return found

@@ -1,0 +1,129 @@
+"""Slice statistics: validated by simulation (interval coverage, BH's false-discovery
+rate on null data, power at the reported minimum detectable effect), and the slices of a
+partition with their verdicts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llm_eval_pipeline.core.slices import (
+    ALL,
+    MISSING,
+    PROMPT_LENGTH,
+    RECURRING,
+    SliceSpec,
+    bh_q_values,
+    bootstrap_means,
+    bootstrap_p_values,
+    mde,
+    metric_slices,
+    n_needed,
+    percentile_interval,
+    slice_members,
+)
+
+SIMULATIONS = 400
+SPEC = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=1000, seed=0)
+
+
+def test_bootstrap_intervals_cover_the_true_mean_within_two_points_of_nominal() -> None:
+    """1000 samples of 200 values shaped like a bounded, skewed metric (Beta(2, 5), mean
+    2/7), 1000 resamples each: the 95% percentile interval holds the true mean 93-97% of
+    the time."""
+    rng = np.random.default_rng(1)
+    samples = rng.beta(2.0, 5.0, size=(1000, 200))
+    covered = 0
+    for sample in samples:
+        low, high = percentile_interval(bootstrap_means(sample[:, None], 1000, rng))
+        covered += low[0] <= 2 / 7 <= high[0]
+    coverage = covered / len(samples)
+    print(f"coverage {coverage:.3f}")
+    assert 0.93 <= coverage <= 0.97
+
+
+def test_benjamini_hochberg_keeps_the_false_discovery_rate_on_null_data() -> None:
+    """400 partitions of 30 null tests (paired differences with mean 0, n = 60): the share
+    of partitions with any discovery at q <= 0.05 (the FDR, as every discovery is false)
+    stays at or under 5% (+ simulation noise of one standard error)."""
+    rng = np.random.default_rng(2)
+    with_discovery = 0
+    for _ in range(SIMULATIONS):
+        diffs = rng.normal(0.0, 1.0, size=(60, 30))
+        draws = bootstrap_means(diffs, 400, rng)
+        p = bootstrap_p_values(draws, diffs.mean(axis=0))
+        with_discovery += bool((bh_q_values(p) <= 0.05).any())
+    fdr = with_discovery / SIMULATIONS
+    print(f"false-discovery rate {fdr:.3f}")
+    assert fdr <= 0.05 + np.sqrt(0.05 * 0.95 / SIMULATIONS)
+
+
+def test_an_effect_of_the_reported_mde_is_detected_about_80_percent_of_the_time() -> None:
+    """Paired differences with sd 1 and n = 100: a true effect equal to the mde computed
+    from each sample is detected (p < 0.05) in 75-85% of 400 samples."""
+    rng = np.random.default_rng(3)
+    effect = mde(1.0, 100)
+    detected = 0
+    for _ in range(SIMULATIONS):
+        diffs = rng.normal(effect, 1.0, size=(100, 1))
+        draws = bootstrap_means(diffs, 1000, rng)
+        detected += bootstrap_p_values(draws, diffs.mean(axis=0))[0] < 0.05
+    power = detected / SIMULATIONS
+    print(f"power at the mde {power:.3f}")
+    assert 0.75 <= power <= 0.85
+
+
+def test_bh_by_hand_and_sample_sizes() -> None:
+    q = bh_q_values([0.01, 0.04, 0.03, np.nan, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 (m = 4): 0.04, 0.06, 0.0533, 0.5, then the running
+    # minimum from the largest down
+    np.testing.assert_allclose(q[[0, 1, 2, 4]], [0.04, 0.16 / 3, 0.16 / 3, 0.5])
+    assert np.isnan(q[3])
+    assert n_needed(1.0, mde(1.0, 100)) == pytest.approx(100, abs=1)
+    assert np.isnan(mde(1.0, 1)) and np.isnan(n_needed(1.0, 0.0))
+
+
+def _examples(n: int = 60) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "example_id": [f"e{i}" for i in range(n)],
+            "task": ["qa"] * n,
+            "prompt": ["x" * (10 + i) for i in range(n)],
+            "metadata": [
+                {"source": "alpha" if i % 2 == 0 else "beta"} if i < n - 1 else {} for i in range(n)
+            ],
+        }
+    )
+
+
+def test_slices_name_their_members() -> None:
+    examples = _examples()
+    members = slice_members(examples, ["task", "source"], earlier_ids={"e0", "e1"})
+    sizes = {key: len(rows) for key, rows in members.items()}
+    assert sizes[(ALL, ALL)] == 60 and sizes[("task", "qa")] == 60
+    assert sizes[("source", "alpha")] == 30 and sizes[("source", "beta")] == 29
+    assert sizes[("source", MISSING)] == 1
+    assert sorted(v for k, v in sizes.items() if k[0] == PROMPT_LENGTH) == [20, 20, 20]
+    assert sizes[(RECURRING, RECURRING)] == 2 and sizes[(RECURRING, "new")] == 58
+    with pytest.raises(ValueError, match="'origin', which no example has"):
+        slice_members(examples, ["origin"], set())
+
+
+def test_a_candidate_wrong_on_one_slice_regresses_there_only() -> None:
+    examples = _examples()
+    ids = examples["example_id"].tolist()
+    members = slice_members(examples, ["source"], set())
+    source = {i: m.get("source") for i, m in zip(ids, examples["metadata"], strict=True)}
+    baseline = pd.DataFrame({"exact_match": 1.0}, index=ids)
+    candidate = pd.DataFrame(
+        {"exact_match": [0.0 if source[i] == "beta" else 1.0 for i in ids]}, index=ids
+    )
+    table = metric_slices(candidate, baseline, members, ids, ["exact_match"], SPEC)
+    by_slice = table.set_index(["slice_key", "slice_value"])
+    assert by_slice.loc[("source", "alpha"), "verdict"] == "no_change"
+    assert by_slice.loc[("source", "alpha"), "mean"] == 1.0
+    beta = by_slice.loc[("source", "beta")]
+    assert beta["verdict"] == "regression" and beta["mean"] == 0.0 and beta["diff"] == -1.0
+    assert beta["q_value"] <= 0.05
+    assert by_slice.loc[("source", MISSING), "verdict"] == "inconclusive"  # 1 example
+    alone = metric_slices(candidate, None, members, ids, ["exact_match"], SPEC)
+    assert alone["verdict"].isna().all() and alone["diff"].isna().all()

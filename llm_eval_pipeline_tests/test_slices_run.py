@@ -1,0 +1,49 @@
+"""`llm-eval run` with `slice_by` writes metric_slices: a candidate right on one source and
+wrong on the other regresses on that source only."""
+
+from pathlib import Path
+
+import pytest
+
+from llm_eval_pipeline.cli.run import latest_day
+from llm_eval_pipeline.core.schema import METRIC_SLICES, Agg, Col, Slc
+from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline_tests.conftest import write_jsonl
+from llm_eval_pipeline_tests.processes import environment, llm_eval
+
+PER_SOURCE = 25
+
+
+@pytest.mark.e2e
+def test_a_regression_on_one_source_is_found_there(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    rows = []
+    for source in ("alpha", "beta"):
+        for i in range(PER_SOURCE):
+            answer = f"{source} answer {i}"
+            rows.append({
+                "prompt": f"Question {i} about {source}?", "references": [answer],
+                "metadata": {"source": source}, "right": answer,
+                "mixed": answer if source == "alpha" else f"something else {i}",
+            })  # fmt: skip
+    data = write_jsonl(home / "data" / "sources.jsonl", rows)
+    (home / "config.yaml").write_text("slice_by: [source]\nmetric_groups: [rouge, correctness]\n")
+    env = environment(home)
+    llm_eval(env, "models", "add", "base", "--backend", "precomputed", "--column", "right",
+             "--baseline")  # fmt: skip
+    llm_eval(env, "models", "add", "cand", "--backend", "precomputed", "--column", "mixed")
+    llm_eval(env, "run", "--dataset", str(data), "--end", str(latest_day()))
+
+    table = DeltaStore(home / "delta").read_arrow(METRIC_SLICES).to_pandas()
+    cand = table[(table[Col.MODEL_ID] == "cand") & (table[Agg.METRIC] == "exact_match")]
+    by_source = cand[cand[Slc.KEY] == "source"].set_index(Slc.VALUE)
+    assert by_source.loc["alpha", Agg.MEAN] == 1.0
+    assert by_source.loc["alpha", Slc.VERDICT] == "no_change"
+    assert by_source.loc["beta", Agg.MEAN] == 0.0
+    assert by_source.loc["beta", Slc.VERDICT] == "regression"
+    assert by_source.loc["beta", Slc.Q_VALUE] <= 0.05
+    everything = cand[cand[Slc.KEY] == "all"].iloc[0]
+    assert everything[Agg.COUNT] == 2 * PER_SOURCE and everything[Slc.DIFF] == -0.5
+    base = table[table[Col.MODEL_ID] == "base"]
+    assert base[Slc.VERDICT].isna().all() and base[Slc.DIFF].isna().all()
+    assert set(table[Slc.KEY]) == {"all", "source", "prompt_length", "recurring"}
