@@ -29,9 +29,9 @@ import yaml
 
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.metrics.config import DEFAULT_GROUPS, GROUPS
+from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
-    METRIC_COLUMNS,
     TASKS,
 )
 
@@ -392,17 +392,14 @@ def _resolve(value: str | None, base: Path) -> Path | None:
 
 def _check_together(settings: Settings, explicit: set[str], where: str) -> Settings:
     """What a single field's parser cannot see: regression metrics must be computed."""
-    group_of = {name: group for group, names in METRIC_COLUMNS.items() for name in names}
     computed = [
-        m
-        for m in settings.regression_metrics
-        if m not in group_of or group_of[m] in settings.metric_groups
+        m for m in settings.regression_metrics if METRICS[m].group in settings.metric_groups
     ]
     if "regression_metrics" in explicit and len(computed) < len(settings.regression_metrics):
         off = [m for m in settings.regression_metrics if m not in computed]
         raise SettingsError(
             f"{where}: regression_metrics {off} belong to groups "
-            f"{sorted({group_of[m] for m in off})} that metric_groups "
+            f"{sorted({METRICS[m].group for m in off})} that metric_groups "
             f"{list(settings.metric_groups)} leaves out"
         )
     if "judge" in settings.metric_groups and not (settings.judge_base_url and settings.judge_model):

@@ -11,6 +11,7 @@ from pathlib import Path
 from llm_eval_pipeline.cli.status import print_summary
 from llm_eval_pipeline.cli.ui import prepare_dagster_home
 from llm_eval_pipeline.core.errors import UserError
+from llm_eval_pipeline.core.file_lock import exclusive
 from llm_eval_pipeline.core.models import (
     ModelRegistry,
 )
@@ -18,7 +19,6 @@ from llm_eval_pipeline.core.schema import (
     Col,
 )
 from llm_eval_pipeline.demo import demo_dataset_path
-from llm_eval_pipeline.file_lock import exclusive
 from llm_eval_pipeline.settings import Settings
 
 # Dagster's step events go to the run's event log (the UI); the terminal gets INFO and up.

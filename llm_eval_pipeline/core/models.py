@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from llm_eval_pipeline.core.errors import UserError
-from llm_eval_pipeline.file_lock import exclusive
+from llm_eval_pipeline.core.file_lock import exclusive
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -30,6 +30,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -98,12 +99,12 @@ class _Rows:
             notes=[{} for _ in range(n)],
         )
 
-    @property
+    @cached_property
     def both(self) -> list[int]:
         """Rows with an output and references."""
         return [i for i, o in enumerate(self.outputs) if o is not None and self.references[i]]
 
-    @property
+    @cached_property
     def with_output(self) -> list[int]:
         return [i for i, o in enumerate(self.outputs) if o is not None]
 

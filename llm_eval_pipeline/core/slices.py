@@ -7,7 +7,8 @@ tercile (``prompt_length``: short / medium / long, cut at the partition's own te
 and ``recurring`` (``recurring``: the example id was evaluated on an earlier day, else
 ``new``).
 
-For each slice and metric (definitions and sources in the function docstrings):
+For each slice and metric (the statistics live in ``core.aggregate``, with their
+definitions and sources):
 
 * ``mean`` and its percentile bootstrap interval (Efron & Tibshirani 1993), on the log
   scale and mapped back for metrics aggregated geometrically (perplexities);
@@ -26,15 +27,22 @@ a Python loop per metric.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
-from llm_eval_pipeline.core.aggregate import Verdict, verdict
+from llm_eval_pipeline.core.aggregate import (
+    Verdict,
+    bh_q_values,
+    bootstrap_means,
+    bootstrap_p_values,
+    mde,
+    n_needed,
+    percentile_interval,
+    verdict,
+)
 from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.metrics.spec import GEOMETRIC
 from llm_eval_pipeline.core.schema import METRIC_SLICES, Agg, Col, Slc
@@ -44,84 +52,6 @@ PROMPT_LENGTH = "prompt_length"
 RECURRING = "recurring"
 MISSING = "(missing)"
 LENGTH_TERCILES = ("short", "medium", "long")
-POWER = 0.8
-
-
-def mde(sd: float, n: int, alpha: float = 0.05, power: float = POWER) -> float:
-    """Minimum detectable effect of a paired mean difference: the smallest true difference
-    a two-sided test at level ``alpha`` detects with probability ``power``, by the normal
-    approximation ``(z_{1-alpha/2} + z_power) * sd / sqrt(n)`` (e.g. Cohen 1988). NaN for
-    fewer than two pairs."""
-    if n < 2 or not math.isfinite(sd):
-        return math.nan
-    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-    return z * sd / math.sqrt(n)
-
-
-def n_needed(sd: float, margin: float, alpha: float = 0.05, power: float = POWER) -> float:
-    """Pairs needed to detect a true difference of ``margin``: ``((z_{1-alpha/2} + z_power)
-    * sd / margin)^2``, rounded up; NaN when the margin is 0 or the sd unknown."""
-    if not margin > 0 or not math.isfinite(sd):
-        return math.nan
-    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
-    return float(math.ceil((z * sd / margin) ** 2))
-
-
-def bh_q_values(p_values: Sequence[float]) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (Benjamini & Hochberg 1995): for the i-th
-    smallest of m p-values, ``min_{j >= i} p_(j) * m / j``, capped at 1. Rejecting where
-    ``q <= level`` keeps the false-discovery rate at or under ``level`` (independent or
-    positively dependent tests). NaN p-values are not tests and get NaN."""
-    p = np.asarray(p_values, dtype="float64")
-    q = np.full(p.shape, np.nan)
-    tested = np.flatnonzero(~np.isnan(p))
-    if not tested.size:
-        return q
-    order = tested[np.argsort(p[tested], kind="stable")]
-    m = order.size
-    scaled = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
-    return q
-
-
-def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``resamples`` bootstrap means of each column of ``values`` (rows × columns, NaN
-    where a row has no value): one multinomial draw of resample counts for the rows, the
-    means over each column's non-NaN rows. Shape: resamples × columns."""
-    n = values.shape[0]
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype("float64")
-    present = ~np.isnan(values)
-    sums = counts @ np.where(present, values, 0.0)
-    sizes = counts @ present.astype("float64")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / sizes
-
-
-def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the draws
-    (NaN draws ignored)."""
-    alpha = (1 - level) / 2
-    if not draws.size:
-        return np.array([]), np.array([])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN, as meant
-        low = np.nanquantile(draws, alpha, axis=0)
-        high = np.nanquantile(draws, 1 - alpha, axis=0)
-    return low, high
-
-
-def bootstrap_p_values(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Two-sided bootstrap p-value of each column's mean against 0: the share of the
-    bootstrap means, centred on the observed mean (the null shifted onto the data), at
-    least as far from 0 as the observed mean, with the usual +1 correction (Davison &
-    Hinkley 1997, ch. 4): ``(1 + #{|b - d| >= |d|}) / (1 + B)``."""
-    centred = np.abs(draws - observed)
-    extreme = (centred >= np.abs(observed) - 1e-15).sum(axis=0)
-    valid = (~np.isnan(draws)).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = (1.0 + extreme) / (1.0 + valid)
-    p[np.isnan(observed) | (valid == 0)] = np.nan
-    return p
 
 
 @dataclass(frozen=True)
@@ -166,9 +96,8 @@ def slice_members(
     lengths = examples[Col.PROMPT].astype(str).str.len().to_numpy()
     if n:
         cuts = np.quantile(lengths, [1 / 3, 2 / 3])
-        add(
-            PROMPT_LENGTH, [LENGTH_TERCILES[int(np.searchsorted(cuts, x, "left"))] for x in lengths]
-        )
+        tercile = np.searchsorted(cuts, lengths, side="left")
+        add(PROMPT_LENGTH, [LENGTH_TERCILES[t] for t in tercile])
     add(RECURRING, [RECURRING if i in earlier_ids else "new" for i in examples[Col.EXAMPLE_ID]])
     return members
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from llm_eval_pipeline.core.errors import UserError
+from llm_eval_pipeline.core.file_lock import exclusive
 from llm_eval_pipeline.core.schema import TableSpec
-from llm_eval_pipeline.file_lock import exclusive
 
 if TYPE_CHECKING:
     import pandas as pd

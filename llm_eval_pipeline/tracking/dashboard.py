@@ -18,10 +18,9 @@ import pandas as pd
 
 from llm_eval_pipeline.core.aggregate import day_change
 from llm_eval_pipeline.core.leaderboard import Leaderboard
+from llm_eval_pipeline.core.metrics import registry
 from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.schema import (
-    ALL_METRIC_COLUMNS,
-    OPERATIONAL_METRICS,
     PRIMARY_METRICS,
     Agg,
     Col,
@@ -34,10 +33,9 @@ REASON = Col.REASON
 
 
 def _known(*names: str) -> tuple[str, ...]:
-    """The names, checked against ``core.schema`` at import time."""
-    unknown = set(names).difference(ALL_METRIC_COLUMNS, OPERATIONAL_METRICS)
-    if unknown:
-        raise ValueError(f"not metrics of core.schema: {sorted(unknown)}")
+    """The names, checked against the metric registry at import time."""
+    for name in names:
+        registry.metric(name)
     return names
 
 

@@ -37,8 +37,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from llm_eval_pipeline.core.errors import UserError
+from llm_eval_pipeline.core.file_lock import exclusive
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg
-from llm_eval_pipeline.file_lock import exclusive
 
 TAG_DATASET = "llm_eval.dataset"
 TAG_MODEL = "llm_eval.model_id"

@@ -6,19 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llm_eval_pipeline.core.aggregate import (
+    bh_q_values,
+    bootstrap_means,
+    bootstrap_p_values,
+    mde,
+    n_needed,
+    percentile_interval,
+)
 from llm_eval_pipeline.core.slices import (
     ALL,
     MISSING,
     PROMPT_LENGTH,
     RECURRING,
     SliceSpec,
-    bh_q_values,
-    bootstrap_means,
-    bootstrap_p_values,
-    mde,
     metric_slices,
-    n_needed,
-    percentile_interval,
     slice_members,
 )
 

@@ -21,13 +21,13 @@ from llm_eval_pipeline.core.aggregate import (
     paired_difference,
 )
 from llm_eval_pipeline.core.leaderboard import Leaderboard
+from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
     GENERATIONS,
     HEADLINE_METRICS,
     LOWER_IS_BETTER,
     METRIC_AGGREGATES,
-    METRIC_COLUMNS,
     Col,
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of
@@ -163,8 +163,11 @@ def regression_check(
     ]
     # Passing must not claim what was never checked: a name that is no metric, or whose
     # group is off, fails loudly; so does a partition where no metric could be compared.
-    group_of = {name: group for group, names in METRIC_COLUMNS.items() for name in names}
-    misconfigured = [d.metric for d in compared if group_of.get(d.metric) not in metrics.groups]
+    misconfigured = [
+        d.metric
+        for d in compared
+        if d.metric not in METRICS or METRICS[d.metric].group not in metrics.groups
+    ]
     uncompared = [d.metric for d in compared if not d.n]
     compared = [d for d in compared if d.n]
     if misconfigured or not compared:

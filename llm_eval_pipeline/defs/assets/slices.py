@@ -1,6 +1,7 @@
 """Where a model changed: ``metric_slices``, every metric on every slice of a day×model,
 compared with the baseline on the same examples (``core.slices``)."""
 
+import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from llm_eval_pipeline.core.aggregate import Verdict
@@ -42,8 +43,9 @@ def metric_slices(
     """Slice one day×model partition, compare it with the baseline, replace it in Delta."""
     day, model_id = partition_of(context)
     baseline = models.registry().baseline()
+    store = delta.store()
     done = slice_day_model(
-        delta.store(),
+        store,
         day,
         model_id,
         baseline=baseline.name if baseline and baseline.name != model_id else None,
@@ -69,13 +71,13 @@ def metric_slices(
             ),
             "regressions_and_improvements": MetadataValue.md(_markdown(notable)),
             "delta_version": done.version,
-            "delta_table": MetadataValue.path(str(delta.store().path(METRIC_SLICES))),
+            "delta_table": MetadataValue.path(str(store.path(METRIC_SLICES))),
             "dagster/row_count": len(table),
         }
     )
 
 
-def _markdown(rows) -> str:  # noqa: ANN001
+def _markdown(rows: pd.DataFrame) -> str:
     lines = [
         "| slice | metric | mean | baseline | difference [95% CI] | q | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- |",
