@@ -50,6 +50,10 @@ PALETTE = ("#1f6fb4", "#d4442b", "#2b9a48", "#8d5ac4", "#e08a12", "#1aa5b8", "#8
 PALETTE += ("#d6549f", "#6b6b6b", "#9fa81c")
 W, H, LEFT, RIGHT, TOP, BOTTOM = 400, 210, 52, 40, 10, 34
 MAX_CHANGES = 10
+SAME_VALUE_TOLERANCE = 1e-6
+"""Relative: metrics computed in float32 (embeddings, model log-probabilities) differ by
+about this much when the same examples are batched differently, so a smaller change of a
+mean is no change (the demo's repeated days showed 0.130 vs 0.130 as "+0.000")."""
 _CHANGES_NOTE = (
     '<p class="meta">Latest mean against the previous day with data, ranked by score = '
     "|change| / √(h₁² + h₂²), h being half of each day's 95% CI (above 1: beyond noise at "
@@ -238,15 +242,15 @@ def _changes(frame: pd.DataFrame, latest: date, margin: float) -> list[Change]:
     the previous mean). Ranked by ``score = |change| / sqrt(h_prev² + h_latest²)``, ``h``
     being half the CI width; where a CI is missing or zero-wide, by the relative change
     ``|change| / |previous mean|``. The ``MAX_CHANGES`` highest scores; changes within
-    floating-point rounding (1e-9 relative) left out."""
+    float32 precision (``SAME_VALUE_TOLERANCE``) left out."""
     found = []
     for (model, metric), group in frame.groupby([Col.MODEL_ID, Agg.METRIC], sort=True):
         if len(group) < 2 or group[Col.EVAL_DATE].iloc[-1] != latest:
             continue
         prev, last = group.iloc[-2], group.iloc[-1]
         day, was, now = prev[Col.EVAL_DATE], prev[Agg.MEAN], last[Agg.MEAN]
-        if math.isclose(now, was, rel_tol=1e-9, abs_tol=1e-12):
-            continue  # the same value up to floating-point rounding of the aggregation
+        if math.isclose(now, was, rel_tol=SAME_VALUE_TOLERANCE, abs_tol=1e-12):
+            continue
         change = day_change(
             metric,
             (was, prev[Agg.CI_LOW], prev[Agg.CI_HIGH]),
