@@ -276,9 +276,14 @@ def aggregate_day_model(
 
 @dataclass(frozen=True)
 class SlicedPartition:
+    """A written ``metric_slices`` partition, with the per-example metrics it came from
+    (indexed by example id; ``reference``: the baseline's, None when not compared)."""
+
     table: pd.DataFrame
     version: int
     baseline: str | None
+    scored: pd.DataFrame
+    reference: pd.DataFrame | None
 
 
 def slice_day_model(
@@ -329,7 +334,8 @@ def slice_day_model(
     table[Col.MODEL_ID] = model_id
     arrow = pa.Table.from_pandas(table, schema=METRIC_SLICES.schema, preserve_index=False)
     version = store.write_partition(METRIC_SLICES, arrow, partition)
-    return SlicedPartition(table, version, baseline if reference is not None else None)
+    compared = baseline if reference is not None else None
+    return SlicedPartition(table, version, compared, scored, reference)
 
 
 # ---------------------------------------------------------------- log

@@ -4,6 +4,7 @@ wrong on the other regresses on that source only."""
 from pathlib import Path
 
 import pytest
+from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 
 from llm_eval_pipeline.cli.run import latest_day
 from llm_eval_pipeline.core.schema import METRIC_SLICES, Agg, Col, Slc
@@ -47,3 +48,16 @@ def test_a_regression_on_one_source_is_found_there(tmp_path: Path) -> None:
     base = table[table[Col.MODEL_ID] == "base"]
     assert base[Slc.VERDICT].isna().all() and base[Slc.DIFF].isna().all()
     assert set(table[Slc.KEY]) == {"all", "source", "prompt_length", "recurring"}
+
+    instance = DagsterInstance.from_config(str(home / "dagster_home"))
+    records = instance.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    checked = [e for e in evaluations if e.check_name == "no_regression_vs_baseline"]
+    # the baseline's passes ("this is the baseline"); the candidate's fails, naming beta
+    (regression,) = [e for e in checked if not e.passed]
+    assert len(checked) == 2
+    assert not regression.passed
+    assert "source=beta (rougeL, answer_correctness)" in regression.description
+    assert "alpha" not in regression.description

@@ -125,58 +125,6 @@ def aggregate_partition(
     return frame
 
 
-@dataclass(frozen=True)
-class PairedDifference:
-    """Candidate minus baseline on the examples both have a value for: the means, the mean
-    difference and its bootstrap confidence interval."""
-
-    metric: str
-    n: int
-    candidate_mean: float
-    baseline_mean: float
-    difference: float
-    ci_low: float
-    ci_high: float
-
-    def worse_by(self) -> float:
-        """How much worse the candidate is at the interval's most favourable end (> 0:
-        worse with the interval's confidence), in the metric's units; NaN for a metric
-        with no better direction."""
-        if self.metric in NEUTRAL_METRICS:
-            return math.nan
-        return self.ci_low if self.metric in LOWER_IS_BETTER else -self.ci_high
-
-
-def paired_difference(
-    metric: str,
-    candidate: pd.Series,
-    baseline: pd.Series,
-    resamples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> PairedDifference:
-    """Paired bootstrap of the mean difference: both series are indexed by example id;
-    the examples where both have a value are resampled together (Koehn 2004, "Statistical
-    Significance Tests for Machine Translation Evaluation"). Perplexities are compared on
-    the log scale (means and difference in nats per token)."""
-    both = pd.concat([candidate.rename("c"), baseline.rename("b")], axis=1, join="inner")
-    both = both.dropna()
-    if metric in GEOMETRIC_METRICS:
-        both = np.log(both)
-    diff = (both["c"] - both["b"]).to_numpy(dtype="float64")
-    low, high = bootstrap_ci(diff, resamples, level, seed)
-    nan = math.nan
-    return PairedDifference(
-        metric=metric,
-        n=len(both),
-        candidate_mean=float(both["c"].mean()) if len(both) else nan,
-        baseline_mean=float(both["b"].mean()) if len(both) else nan,
-        difference=float(diff.mean()) if len(diff) else nan,
-        ci_low=low,
-        ci_high=high,
-    )
-
-
 class Verdict:
     """What a difference's interval says, against a margin of indifference ``m`` (in the
     metric's units): ``regression`` or ``improvement`` when the whole interval lies beyond
@@ -207,17 +155,6 @@ def verdict(metric: str, ci_low: float, ci_high: float, margin: float) -> str:
     if better_at_least > margin:
         return Verdict.IMPROVEMENT
     return Verdict.INCONCLUSIVE
-
-
-def is_regression(difference: PairedDifference, relative_margin: float) -> bool:
-    """Whether the candidate is worse than the baseline by more than ``relative_margin`` ×
-    |baseline mean| with the interval's confidence (the whole interval lies beyond it)."""
-    if not difference.n:
-        return False
-    margin = relative_margin * abs(difference.baseline_mean)
-    return verdict(difference.metric, difference.ci_low, difference.ci_high, margin) == (
-        Verdict.REGRESSION
-    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ definitions and sources):
   1995), the minimum detectable effect ``mde`` and the ``n_needed`` to detect the margin
   (normal approximation, 80% power), and the :func:`~llm_eval_pipeline.core.aggregate.verdict`.
 
+A sub-slice with fewer than ``min_slice_size`` pairs gets no test (verdict
+``inconclusive``); the slice ``all`` is the partition itself and is always tested (two
+pairs or more), so that a small eval set is still compared with its baseline. The margin
+is ``relative_margin`` × |baseline mean|, on the log scale for geometric metrics.
+
 The bootstrap is vectorised: one draw of multinomial resample counts per slice serves
 every metric of the slice (``counts @ values``), so a slice costs one matrix product, not
 a Python loop per metric.
@@ -142,7 +147,12 @@ def metric_slices(
         with np.errstate(invalid="ignore"):
             means = np.nanmean(values, axis=0) if len(positions) else np.full(len(metrics), np.nan)
         counts = (~np.isnan(values)).sum(axis=0)
-        comparison = _paired(values, other[positions], spec, rng) if other is not None else None
+        tested = 2 if key == ALL else max(2, spec.min_slice_size)
+        comparison = (
+            _paired(values, other[positions], geometric, tested, spec, rng)
+            if other is not None
+            else None
+        )
         for j, metric in enumerate(metrics):
             back = np.exp if geometric[j] else (lambda x: x)
             row = {
@@ -176,9 +186,15 @@ def _matrix(
 
 
 def _paired(
-    own: np.ndarray, other: np.ndarray, spec: SliceSpec, rng: np.random.Generator
+    own: np.ndarray,
+    other: np.ndarray,
+    geometric: np.ndarray,
+    min_pairs: int,
+    spec: SliceSpec,
+    rng: np.random.Generator,
 ) -> list[dict[str, float]]:
-    """Per metric: the paired comparison on the rows where both have a value."""
+    """Per metric: the paired comparison on the rows where both have a value (log scale
+    for geometric metrics; their baseline mean is reported back on the metric's scale)."""
     both = ~np.isnan(own) & ~np.isnan(other)
     diffs = np.where(both, own - other, np.nan)
     pairs = both.sum(axis=0)
@@ -192,10 +208,11 @@ def _paired(
     alpha = 1 - spec.level
     out = []
     for j in range(own.shape[1]):
-        tested = pairs[j] >= max(2, spec.min_slice_size)
+        tested = pairs[j] >= min_pairs
         margin = spec.relative_margin * abs(base[j]) if math.isfinite(base[j]) else math.nan
+        baseline_mean = float(np.exp(base[j])) if geometric[j] else float(base[j])
         out.append({
-            Slc.BASELINE_MEAN: float(base[j]), Slc.DIFF: float(observed[j]),
+            Slc.BASELINE_MEAN: baseline_mean, Slc.DIFF: float(observed[j]),
             Slc.DIFF_CI_LOW: float(low[j]) if low.size else math.nan,
             Slc.DIFF_CI_HIGH: float(high[j]) if high.size else math.nan,
             Slc.P_VALUE: float(p[j]) if tested else math.nan,
@@ -217,15 +234,44 @@ def _verdict_of(row: Mapping[str, object], spec: SliceSpec) -> str:
     improvement must also survive Benjamini–Hochberg at the level."""
     if math.isnan(row[Slc.P_VALUE]):  # type: ignore[arg-type]
         return Verdict.INCONCLUSIVE
-    margin = spec.relative_margin * abs(row[Slc.BASELINE_MEAN])  # type: ignore[arg-type]
-    found = verdict(
-        str(row[Agg.METRIC]),
-        row[Slc.DIFF_CI_LOW],
-        row[Slc.DIFF_CI_HIGH],
-        margin,  # type: ignore[arg-type]
-    )
+    metric = str(row[Agg.METRIC])
+    margin = margin_of(metric, float(row[Slc.BASELINE_MEAN]), spec.relative_margin)  # type: ignore[arg-type]
+    found = verdict(metric, row[Slc.DIFF_CI_LOW], row[Slc.DIFF_CI_HIGH], margin)  # type: ignore[arg-type]
     if found in (Verdict.REGRESSION, Verdict.IMPROVEMENT) and not (
         row[Slc.Q_VALUE] <= 1 - spec.level  # type: ignore[operator]
     ):
         return Verdict.INCONCLUSIVE
     return found
+
+
+def margin_of(metric: str, baseline_mean: float, relative_margin: float) -> float:
+    """The margin of indifference of a comparison, in the units of ``diff``:
+    ``relative_margin`` × |baseline mean|, of the log mean for geometric metrics."""
+    if METRICS[metric].aggregation == GEOMETRIC:
+        baseline_mean = math.log(baseline_mean) if baseline_mean > 0 else math.nan
+    return relative_margin * abs(baseline_mean)
+
+
+def regressions(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """The rows of a partition's slice table, for ``metrics``, whose verdict is a
+    regression (which already survived Benjamini–Hochberg), ``all`` first, then by q."""
+    found = table[(table[Slc.VERDICT] == Verdict.REGRESSION) & table[Agg.METRIC].isin(metrics)]
+    order = (found[Slc.KEY] != ALL).astype(int)
+    return found.assign(_order=order).sort_values(["_order", Slc.Q_VALUE]).drop(columns="_order")
+
+
+def power_shortfalls(
+    table: pd.DataFrame, metrics: Sequence[str], relative_margin: float
+) -> pd.DataFrame:
+    """Per metric of ``metrics`` compared on the slice ``all``: its ``count``, ``mde``,
+    the ``margin`` and ``n_needed``, and ``short`` — whether the mde exceeds the margin
+    (the partition could not have shown a regression of the size the margin names)."""
+    rows = table[(table[Slc.KEY] == ALL) & table[Agg.METRIC].isin(metrics)]
+    rows = rows[rows[Slc.DIFF].notna()]
+    margins = [
+        margin_of(m, b, relative_margin)
+        for m, b in zip(rows[Agg.METRIC], rows[Slc.BASELINE_MEAN], strict=True)
+    ]
+    out = rows[[Agg.METRIC, Agg.COUNT, Slc.MDE, Slc.N_NEEDED]].assign(margin=margins)
+    out["short"] = ~(out[Slc.MDE] <= out["margin"])
+    return out.reset_index(drop=True)

@@ -21,6 +21,8 @@ from llm_eval_pipeline.core.slices import (
     RECURRING,
     SliceSpec,
     metric_slices,
+    power_shortfalls,
+    regressions,
     slice_members,
 )
 
@@ -129,3 +131,68 @@ def test_a_candidate_wrong_on_one_slice_regresses_there_only() -> None:
     assert by_slice.loc[("source", MISSING), "verdict"] == "inconclusive"  # 1 example
     alone = metric_slices(candidate, None, members, ids, ["exact_match"], SPEC)
     assert alone["verdict"].isna().all() and alone["diff"].isna().all()
+
+
+def test_the_whole_partition_is_tested_even_below_the_slice_size() -> None:
+    """12 examples: no sub-slice is tested (min_slice_size 20), the slice ``all`` is; a
+    planted drop of 0.1 on every example regresses there, identical outputs do not."""
+    examples = _examples(12)
+    ids = examples["example_id"].tolist()
+    members = slice_members(examples, ["source"], set())
+    rng = np.random.default_rng(1)
+    baseline = pd.DataFrame({"answer_correctness": rng.uniform(0.3, 0.9, 12)}, index=ids)
+    worse = metric_slices(baseline - 0.1, baseline, members, ids, ["answer_correctness"], SPEC)
+    by_slice = worse.set_index(["slice_key", "slice_value"])
+    assert by_slice.loc[(ALL, ALL), "verdict"] == "regression"
+    assert by_slice.loc[(ALL, ALL), "diff"] == pytest.approx(-0.1)
+    assert (worse[worse["slice_key"] != ALL]["verdict"] == "inconclusive").all()
+    same = metric_slices(baseline, baseline, members, ids, ["answer_correctness"], SPEC)
+    assert same.set_index("slice_key").loc[ALL, "verdict"] == "no_change"
+    wide = SliceSpec(min_slice_size=20, relative_margin=0.5, resamples=1000, seed=0)
+    within = metric_slices(baseline - 0.1, baseline, members, ids, ["answer_correctness"], wide)
+    assert within.set_index("slice_key").loc[ALL, "verdict"] == "no_change", "a wide margin"
+
+
+def test_perplexity_is_compared_on_the_log_scale_and_lower_is_better() -> None:
+    examples = _examples(60)
+    ids = examples["example_id"].tolist()
+    members = slice_members(examples, [], set())
+    rng = np.random.default_rng(2)
+    perplexity = pd.DataFrame({"reference_perplexity": rng.uniform(5, 9, 60)}, index=ids)
+    higher = metric_slices(perplexity + 1, perplexity, members, ids, ["reference_perplexity"], SPEC)
+    everything = higher.set_index("slice_key").loc[ALL]
+    assert everything["verdict"] == "regression"
+    geometric_mean = float(np.exp(np.log(perplexity["reference_perplexity"]).mean()))
+    assert everything["baseline_mean"] == pytest.approx(geometric_mean), "the metric's scale"
+    assert everything["diff"] == pytest.approx(
+        np.log(perplexity["reference_perplexity"] + 1).mean()
+        - np.log(perplexity["reference_perplexity"]).mean()
+    ), "nats per token"
+    lower = metric_slices(perplexity - 1, perplexity, members, ids, ["reference_perplexity"], SPEC)
+    assert lower.set_index("slice_key").loc[ALL, "verdict"] == "improvement"
+
+
+def test_regressions_and_power_shortfalls_read_the_slice_table() -> None:
+    examples = _examples()
+    ids = examples["example_id"].tolist()
+    members = slice_members(examples, ["source"], set())
+    source = {i: m.get("source") for i, m in zip(ids, examples["metadata"], strict=True)}
+    baseline = pd.DataFrame({"exact_match": 1.0, "rougeL": 0.5}, index=ids)
+    candidate = pd.DataFrame(
+        {"exact_match": [0.0 if source[i] == "beta" else 1.0 for i in ids], "rougeL": 0.5},
+        index=ids,
+    )
+    table = metric_slices(candidate, baseline, members, ids, ["exact_match", "rougeL"], SPEC)
+    found = regressions(table, ["exact_match", "rougeL"])
+    assert list(zip(found["slice_key"], found["slice_value"], strict=True))[:2] == [
+        (ALL, ALL),
+        ("source", "beta"),
+    ], "the whole partition first"
+    assert set(found["metric"]) == {"exact_match"}
+    assert regressions(table, ["rougeL"]).empty, "only the metrics asked for"
+    power = power_shortfalls(table, ["exact_match", "rougeL"], 0.02).set_index("metric")
+    # rougeL: identical on every example, sd 0, so any difference would show
+    assert not power.loc["rougeL", "short"] and power.loc["rougeL", "mde"] == 0
+    assert power.loc["exact_match", "margin"] == pytest.approx(0.02)
+    assert power.loc["exact_match", "short"], "sd 0.5 over 60 pairs cannot see 0.02"
+    assert power.loc["exact_match", "n_needed"] > 60

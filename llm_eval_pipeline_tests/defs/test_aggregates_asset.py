@@ -20,18 +20,23 @@ from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
     GENERATIONS,
     METRIC_AGGREGATES,
+    METRIC_SLICES,
     Agg,
     Col,
 )
 from llm_eval_pipeline.defs.assets.aggregates import (
     ERROR_RATE_CHECK,
     RANGE_CHECK,
-    REGRESSION_CHECK,
     metric_aggregates,
 )
 from llm_eval_pipeline.defs.assets.generation import generations
 from llm_eval_pipeline.defs.assets.ingest import ingest_examples
 from llm_eval_pipeline.defs.assets.metrics import example_metrics
+from llm_eval_pipeline.defs.assets.slices import (
+    ENOUGH_EXAMPLES_CHECK,
+    REGRESSION_CHECK,
+    metric_slices,
+)
 from llm_eval_pipeline.defs.assets.tracking import DASHBOARD_KEY, eval_dashboard, mlflow_eval_runs
 from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
 from llm_eval_pipeline.defs.resources import TrackingResource, build_resources
@@ -89,7 +94,7 @@ def chain(home: Settings, tmp_path: Path, spark):
 
     def run(model: str, settings_used: Settings | None = None):
         return materialize(
-            [generations, example_metrics, metric_aggregates],
+            [generations, example_metrics, metric_aggregates, metric_slices],
             partition_key=key(DAY, model),
             resources=build_resources(settings_used) if settings_used else resources,
             instance=instance,
@@ -125,7 +130,13 @@ def test_gold_table_metadata_and_checks(chain) -> None:
         "comparison",
         "answer_correctness_worst_examples",
     }
-    assert "| answer_correctness | 12 |" in regression.metadata["comparison"].value
+    assert "| all=all | answer_correctness | 12 |" in regression.metadata["comparison"].value
+    assert "answer_correctness (all)" in regression.metadata["regressions"].value
+    # the same wrong city on every example: paired differences barely vary, so even 12
+    # examples could show a 2% change
+    enough = checks(worse)[ENOUGH_EXAMPLES_CHECK]
+    assert enough.passed, enough.description
+    assert "| answer_correctness | 12 |" in enough.metadata["power"].value
     # a precomputed model has no perplexity (no scorer model): listed, not compared
     assert regression.metadata["compared"].value == [
         m for m in settings.regression_metrics if m != "reference_perplexity"
@@ -244,7 +255,7 @@ def test_three_materializations_give_identical_tables_and_one_mlflow_run(chain) 
     settings, run, instance = chain
     resources = build_resources(settings)
     store = DeltaStore(settings.delta_dir)
-    tables = (GENERATIONS, EXAMPLE_METRICS, METRIC_AGGREGATES)
+    tables = (GENERATIONS, EXAMPLE_METRICS, METRIC_AGGREGATES, METRIC_SLICES)
     snapshots = []
     for _ in range(3):
         assert run("base").success
@@ -293,3 +304,30 @@ def test_a_model_aggregated_before_its_baseline_is_not_called_free_of_regression
     assert check.description.startswith("not compared: baseline base has no metrics")
     assert run("base").success
     assert not checks(run("worse"))[REGRESSION_CHECK].passed  # now compared: a regression
+
+
+def test_enough_examples_warns_when_the_day_could_not_show_the_margin(home: Settings) -> None:
+    """Noisy paired differences (right on half the examples, at random) over 40 examples:
+    the minimum detectable effect exceeds 2% of the baseline's mean."""
+    import numpy as np
+    import pandas as pd
+
+    from llm_eval_pipeline.core.slices import SliceSpec, metric_slices, slice_members
+    from llm_eval_pipeline.defs.assets.slices import enough_examples_check
+    from llm_eval_pipeline.stages import SlicedPartition
+
+    ids = [f"e{i}" for i in range(40)]
+    examples = pd.DataFrame({"example_id": ids, "task": "qa", "prompt": ids, "metadata": [{}] * 40})
+    rng = np.random.default_rng(0)
+    baseline = pd.DataFrame({"answer_correctness": rng.uniform(0.4, 0.8, 40)}, index=ids)
+    candidate = baseline + rng.normal(0.0, 0.2, size=(40, 1))
+    spec = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=500, seed=0)
+    table = metric_slices(
+        candidate, baseline, slice_members(examples, [], set()), ids, ["answer_correctness"], spec
+    )
+    metrics = build_resources(home)["metrics"]
+    done = SlicedPartition(table, 0, "base", candidate, baseline)
+    check = enough_examples_check(done, metrics)
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert check.description.startswith("too few examples to see a regression")
+    assert "answer_correctness" in check.description

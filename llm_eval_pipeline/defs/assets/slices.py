@@ -1,20 +1,35 @@
 """Where a model changed: ``metric_slices``, every metric on every slice of a day×model,
-compared with the baseline on the same examples (``core.slices``)."""
+compared with the baseline on the same examples (``core.slices``), and the checks that
+read it: ``no_regression_vs_baseline`` and ``enough_examples``."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from llm_eval_pipeline.core.aggregate import Verdict
-from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, METRIC_SLICES, Agg, Slc
+from llm_eval_pipeline.core.metrics.registry import METRICS
+from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, LOWER_IS_BETTER, METRIC_SLICES, Agg, Slc
+from llm_eval_pipeline.core.slices import ALL, power_shortfalls, regressions
 from llm_eval_pipeline.defs.assets.generation import partition_of
 from llm_eval_pipeline.defs.automation import after_upstream_updates
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
-from llm_eval_pipeline.stages import slice_day_model
+from llm_eval_pipeline.stages import SlicedPartition, StageError, slice_day_model
 
 GROUP = "reporting"
 SHOWN_VERDICTS = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
+REGRESSION_CHECK = "no_regression_vs_baseline"
+ENOUGH_EXAMPLES_CHECK = "enough_examples"
+WORST_EXAMPLES = 5
 
 
 @asset(
@@ -33,6 +48,22 @@ SHOWN_VERDICTS = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
         "examples needed for the margin, and a verdict."
     ),
     metadata={"dagster/column_schema": column_schema(METRIC_SLICES)},
+    check_specs=[
+        AssetCheckSpec(
+            REGRESSION_CHECK,
+            asset=METRIC_SLICES.name,
+            description="No regression metric is worse than the baseline model's, on the "
+            "same day and examples, beyond the margin on any slice (paired bootstrap, "
+            "Benjamini-Hochberg across every metric × slice).",
+        ),
+        AssetCheckSpec(
+            ENOUGH_EXAMPLES_CHECK,
+            asset=METRIC_SLICES.name,
+            description="The day had enough examples to see a regression of the margin's "
+            "size: each regression metric's minimum detectable effect (80% power) is at "
+            "most the margin (a warning).",
+        ),
+    ],
 )
 def metric_slices(
     context: AssetExecutionContext,
@@ -40,27 +71,59 @@ def metric_slices(
     metrics: MetricsResource,
     delta: DeltaStoreResource,
 ) -> MaterializeResult:
-    """Slice one day×model partition, compare it with the baseline, replace it in Delta."""
+    """Slice one day×model partition, compare it with the baseline, replace it in Delta,
+    and run its checks."""
     day, model_id = partition_of(context)
     baseline = models.registry().baseline()
+    baseline_name = baseline.name if baseline else None
     store = delta.store()
-    done = slice_day_model(
-        store,
-        day,
-        model_id,
-        baseline=baseline.name if baseline and baseline.name != model_id else None,
-        slice_by=tuple(metrics.slices.slice_by),
-        min_slice_size=metrics.slices.min_slice_size,
-        relative_margin=metrics.regression.margin,
-        resamples=metrics.bootstrap.resamples,
-        seed=metrics.bootstrap.seed,
-    )
+    try:
+        done = slice_day_model(
+            store,
+            day,
+            model_id,
+            baseline=baseline_name if baseline_name != model_id else None,
+            slice_by=tuple(metrics.slices.slice_by),
+            min_slice_size=metrics.slices.min_slice_size,
+            relative_margin=metrics.regression.margin,
+            resamples=metrics.bootstrap.resamples,
+            seed=metrics.bootstrap.seed,
+        )
+    except (StageError, ValueError) as exc:
+        raise Failure(description=str(exc)) from exc
     table = done.table
     notable = table[table[Slc.VERDICT].isin(SHOWN_VERDICTS)]
     context.log.info(
         f"{model_id} on {day}: {len(table)} slice × metric rows, "
         f"{len(notable)} with a regression or improvement"
     )
+    if baseline_name is None or baseline_name == model_id:
+        note = (
+            "no baseline model in the registry" if baseline_name is None else "this is the baseline"
+        )
+        checks = [
+            AssetCheckResult(check_name=name, passed=True, metadata={"note": note})
+            for name in (REGRESSION_CHECK, ENOUGH_EXAMPLES_CHECK)
+        ]
+    elif done.baseline is None:
+        # Not compared is not "no regression": a warning until the baseline's partition
+        # lands and this one is materialized again.
+        missing = (
+            f"not compared: baseline {baseline_name} has no metrics for {day} yet; "
+            "materialize its partition, then this one again"
+        )
+        checks = [
+            AssetCheckResult(
+                check_name=name,
+                passed=False,
+                severity=AssetCheckSeverity.WARN,
+                description=missing,
+                metadata={"note": f"baseline {baseline_name} has no metrics for {day} yet"},
+            )
+            for name in (REGRESSION_CHECK, ENOUGH_EXAMPLES_CHECK)
+        ]
+    else:
+        checks = [regression_check(done, metrics), enough_examples_check(done, metrics)]
     return MaterializeResult(
         metadata={
             "rows": len(table),
@@ -73,19 +136,145 @@ def metric_slices(
             "delta_version": done.version,
             "delta_table": MetadataValue.path(str(store.path(METRIC_SLICES))),
             "dagster/row_count": len(table),
-        }
+        },
+        check_results=checks,
     )
+
+
+def _compared(done: SlicedPartition, metrics: MetricsResource) -> tuple[list[str], list[str]]:
+    """The regression metrics compared on the slice ``all``, and those that were not."""
+    everything = done.table[(done.table[Slc.KEY] == ALL) & done.table[Slc.DIFF].notna()]
+    found = set(everything[Agg.METRIC])
+    wanted = metrics.regression.metrics
+    return [m for m in wanted if m in found], [m for m in wanted if m not in found]
+
+
+def regression_check(done: SlicedPartition, metrics: MetricsResource) -> AssetCheckResult:
+    """Fails (severity from the settings) when a regression metric regressed on any slice,
+    the verdict having survived Benjamini–Hochberg; names each such slice."""
+    compared, uncompared = _compared(done, metrics)
+    # Passing must not claim what was never checked: a name that is no metric, or whose
+    # group is off, fails loudly; so does a partition where no metric could be compared.
+    misconfigured = [
+        m
+        for m in metrics.regression.metrics
+        if m not in METRICS or METRICS[m].group not in metrics.groups
+    ]
+    if misconfigured or not compared:
+        return AssetCheckResult(
+            check_name=REGRESSION_CHECK,
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=(
+                f"regression_metrics {misconfigured} are not metrics of the enabled groups "
+                f"{list(metrics.groups)}"
+                if misconfigured
+                else f"no regression metric has an example scored by both this model and "
+                f"{done.baseline}"
+            ),
+            metadata={
+                "baseline": str(done.baseline),
+                "not_compared": MetadataValue.json(uncompared),
+                "compared": MetadataValue.json(compared),
+            },
+        )
+    table = done.table
+    regressed = regressions(table, compared)
+    everything = table[(table[Slc.KEY] == ALL) & table[Agg.METRIC].isin(compared)]
+    metadata: dict[str, object] = {
+        "baseline": str(done.baseline),
+        "margin": f"{metrics.regression.margin:.0%} of the baseline mean",
+        "compared": MetadataValue.json(compared),
+        "not_compared": MetadataValue.json(uncompared),
+        "comparison": MetadataValue.md(_markdown(everything)),
+        "regressed_slices": MetadataValue.md(_markdown(regressed)),
+        "regressions": MetadataValue.json(_names(regressed)),
+    }
+    for metric in dict.fromkeys(regressed[Agg.METRIC]):
+        metadata[f"{metric}_worst_examples"] = MetadataValue.json(_worst(done, metric))
+    return AssetCheckResult(
+        check_name=REGRESSION_CHECK,
+        passed=regressed.empty,
+        severity=AssetCheckSeverity(metrics.regression.severity),
+        description=(
+            f"worse than {done.baseline} on {_by_slice(regressed)}"
+            if not regressed.empty
+            else f"no regression metric worse than {done.baseline} beyond the margin on any slice"
+        ),
+        metadata=metadata,
+    )
+
+
+def enough_examples_check(done: SlicedPartition, metrics: MetricsResource) -> AssetCheckResult:
+    """Warns when a regression metric's minimum detectable effect on the whole partition
+    exceeds the margin: the day could not have shown a regression of that size."""
+    compared, _ = _compared(done, metrics)
+    power = power_shortfalls(done.table, compared, metrics.regression.margin)
+    short = power[power["short"]]
+    lines = [
+        "| metric | n | minimum detectable effect | margin | examples needed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in power.to_dict("records"):
+        lines.append(
+            f"| {r[Agg.METRIC]} | {r[Agg.COUNT]} | {r[Slc.MDE]:.4g} | {r['margin']:.4g} | "
+            f"{r[Slc.N_NEEDED]:.0f} |"
+        )
+    return AssetCheckResult(
+        check_name=ENOUGH_EXAMPLES_CHECK,
+        passed=short.empty and not power.empty,
+        severity=AssetCheckSeverity.WARN,
+        description=(
+            f"too few examples to see a regression of the margin's size on "
+            f"{', '.join(short[Agg.METRIC])} (needs "
+            f"{', '.join(f'{n:.0f}' for n in short[Slc.N_NEEDED])})"
+            if not short.empty
+            else "no regression metric compared"
+            if power.empty
+            else "each regression metric could show a regression of the margin's size"
+        ),
+        metadata={"power": MetadataValue.md("\n".join(lines))},
+    )
+
+
+def _names(rows: pd.DataFrame) -> list[str]:
+    """``metric (slice=value)`` of each row, ``metric (all)`` for the whole partition."""
+    return [
+        f"{m} ({k if k == ALL else f'{k}={v}'})"
+        for m, k, v in zip(rows[Agg.METRIC], rows[Slc.KEY], rows[Slc.VALUE], strict=True)
+    ]
+
+
+def _by_slice(rows: pd.DataFrame, shown: int = 6) -> str:
+    """``slice=value (metric, metric); ...`` for the first ``shown`` slices of ``rows``."""
+    groups: dict[str, list[str]] = {}
+    for m, k, v in zip(rows[Agg.METRIC], rows[Slc.KEY], rows[Slc.VALUE], strict=True):
+        groups.setdefault(k if k == ALL else f"{k}={v}", []).append(m)
+    text = "; ".join(f"{name} ({', '.join(ms)})" for name, ms in list(groups.items())[:shown])
+    more = len(groups) - shown
+    return text + (f"; and {more} more slices" if more > 0 else "")
+
+
+def _worst(done: SlicedPartition, metric: str) -> dict[str, float]:
+    """The examples where the candidate lost most against the baseline on ``metric``."""
+    assert done.reference is not None
+    if metric not in done.scored or metric not in done.reference:
+        return {}
+    change = (done.scored[metric] - done.reference[metric]).dropna()
+    worst = change.sort_values(ascending=metric not in LOWER_IS_BETTER)
+    return {str(k): round(float(v), 4) for k, v in worst.head(WORST_EXAMPLES).items()}
 
 
 def _markdown(rows: pd.DataFrame) -> str:
     lines = [
-        "| slice | metric | mean | baseline | difference [95% CI] | q | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| slice | metric | n | mean | baseline | difference [95% CI] | q | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows.to_dict("records"):
         lines.append(
-            f"| {r[Slc.KEY]}={r[Slc.VALUE]} | {r[Agg.METRIC]} | {r[Agg.MEAN]:.4f} | "
-            f"{r[Slc.BASELINE_MEAN]:.4f} | {r[Slc.DIFF]:+.4f} [{r[Slc.DIFF_CI_LOW]:+.4f}, "
-            f"{r[Slc.DIFF_CI_HIGH]:+.4f}] | {r[Slc.Q_VALUE]:.3g} | {r[Slc.VERDICT]} |"
+            f"| {r[Slc.KEY]}={r[Slc.VALUE]} | {r[Agg.METRIC]} | {r[Agg.COUNT]} | "
+            f"{r[Agg.MEAN]:.4f} | {r[Slc.BASELINE_MEAN]:.4f} | {r[Slc.DIFF]:+.4f} "
+            f"[{r[Slc.DIFF_CI_LOW]:+.4f}, {r[Slc.DIFF_CI_HIGH]:+.4f}] | "
+            f"{r[Slc.Q_VALUE]:.3g} | {r[Slc.VERDICT]} |"
         )
     return "\n".join(lines)
