@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llm_eval_pipeline.core import slices
+from llm_eval_pipeline.core import drift, slices
 from llm_eval_pipeline.core.aggregate import aggregate_partition
 from llm_eval_pipeline.core.dataset import IngestResult, discover_sources, ingest
 from llm_eval_pipeline.core.errors import UserError
@@ -31,12 +32,16 @@ from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
     EXAMPLE_METRICS,
     GENERATIONS,
+    GEOMETRIC_METRICS,
+    INPUT_DRIFT,
     METRIC_AGGREGATES,
     METRIC_CONFIG_HASH,
     METRIC_SLICES,
     QUARANTINED_EXAMPLES,
     Agg,
     Col,
+    Drift,
+    TableSpec,
 )
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.tracking.dashboard import REFERENCE
@@ -336,6 +341,110 @@ def slice_day_model(
     version = store.write_partition(METRIC_SLICES, arrow, partition)
     compared = baseline if reference is not None else None
     return SlicedPartition(table, version, compared, scored, reference)
+
+
+# ---------------------------------------------------------------- drift
+
+DRIFT_COLUMNS = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.REFERENCES, Col.METADATA]
+# Prompts embedded per day for the embedding-shift test (a seeded sample beyond this).
+DRIFT_EMBEDDED_PROMPTS = 2000
+
+
+def previous_day(
+    store: DeltaStore, spec: TableSpec, day: dt.date, partition: Mapping[str, object] | None = None
+) -> dt.date | None:
+    """The latest day before ``day`` with rows in ``spec`` (within ``partition``)."""
+    days = store.read_arrow(spec, dict(partition or {}), [Col.EVAL_DATE], before=day)
+    return pc.max(days.column(Col.EVAL_DATE)).as_py() if days.num_rows else None
+
+
+@dataclass(frozen=True)
+class DriftedDay:
+    """A written ``input_drift`` partition: the day compared with, the id changes and
+    the tests (empty on the first day)."""
+
+    table: pd.DataFrame
+    previous: dt.date | None
+    ids: dict[str, int]
+    tests: list[drift.DriftTest]
+    version: int
+
+
+def drift_day(
+    store: DeltaStore,
+    day: dt.date,
+    *,
+    slice_by: Sequence[str],
+    embed: Callable[[list[str]], np.ndarray] | None,
+    seed: int,
+) -> DriftedDay:
+    """The day's ``eval_examples`` against the previous day with examples
+    (``core.drift``), replacing the day's partition of ``input_drift``. ``embed`` turns
+    prompts into sentence embeddings (None: no embedding test)."""
+    current = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, DRIFT_COLUMNS).to_pandas()
+    if current.empty:
+        raise StageError(f"no eval_examples on {day}: materialize its ingestion first")
+    before = previous_day(store, EVAL_EXAMPLES, day)
+    rows: list[dict[str, object]] = []
+    tests: list[drift.DriftTest] = []
+    if before is None:
+        ids = {"added": int(current[Col.EXAMPLE_ID].nunique()), "removed": 0, "kept": 0}
+    else:
+        previous = store.read_arrow(
+            EVAL_EXAMPLES, {Col.EVAL_DATE: before}, DRIFT_COLUMNS
+        ).to_pandas()
+        ids = drift.id_changes(previous[Col.EXAMPLE_ID], current[Col.EXAMPLE_ID])
+        vectors = None, None
+        if embed is not None:
+            rng = np.random.default_rng(seed)
+            vectors = tuple(  # type: ignore[assignment]
+                embed(_sample(frame[Col.PROMPT].astype(str).tolist(), rng))
+                for frame in (previous, current)
+            )
+        tests = drift.drift_tests(previous, current, slice_by, *vectors, seed=seed)
+    for name, count in ids.items():
+        rows.append({Drift.TEST: f"ids_{name}", Drift.STATISTIC: float(count),
+                     Drift.DETAIL: f"{count} example ids {name}"})  # fmt: skip
+    for test in tests:
+        rows.append({
+            Drift.TEST: test.test, Drift.STATISTIC: test.statistic, Drift.P_VALUE: test.p_value,
+            Drift.THRESHOLD: test.threshold, Drift.DRIFTED: test.drifted,
+            Drift.DETAIL: test.detail,
+        })  # fmt: skip
+    table = pd.DataFrame(rows, columns=INPUT_DRIFT.columns)
+    table[Col.EVAL_DATE] = day
+    table[Drift.PREVIOUS_DATE] = before
+    arrow = pa.Table.from_pandas(table, schema=INPUT_DRIFT.schema, preserve_index=False)
+    version = store.write_partition(INPUT_DRIFT, arrow, {Col.EVAL_DATE: day})
+    return DriftedDay(table, before, ids, tests, version)
+
+
+def _sample(texts: list[str], rng: np.random.Generator) -> list[str]:
+    if len(texts) <= DRIFT_EMBEDDED_PROMPTS:
+        return texts
+    return [texts[i] for i in sorted(rng.choice(len(texts), DRIFT_EMBEDDED_PROMPTS, False))]
+
+
+def change_since_previous_day(
+    store: DeltaStore, day: dt.date, model_id: str, scored: pd.DataFrame, metrics: Sequence[str]
+) -> tuple[dt.date | None, dict[str, drift.ChangeSplit]]:
+    """Each metric's change since this model's previous scored day, split into the part
+    on recurring examples and the part due to the change of examples
+    (``core.drift.split_change``; geometric metrics on the log scale)."""
+    before = previous_day(store, EXAMPLE_METRICS, day, {Col.MODEL_ID: model_id})
+    if before is None:
+        return None, {}
+    earlier = store.read_arrow(EXAMPLE_METRICS, _partition(before, model_id)).to_pandas()
+    now, then = scored.set_index(Col.EXAMPLE_ID), earlier.set_index(Col.EXAMPLE_ID)
+    out = {}
+    for metric in metrics:
+        if metric not in now or metric not in then:
+            continue
+        values = [pd.to_numeric(f[metric], errors="coerce") for f in (then, now)]
+        if metric in GEOMETRIC_METRICS:
+            values = [np.log(v.where(v > 0)) for v in values]
+        out[metric] = drift.split_change(*values)
+    return before, out
 
 
 # ---------------------------------------------------------------- log

@@ -54,6 +54,31 @@ def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> Non
     assert store.read_arrow(GENERATIONS, partition).num_rows == 6
     assert store.read_arrow(EXAMPLE_METRICS, partition).num_rows == 6
 
+    # the next day adds two examples the model gets wrong: the day's exact match falls
+    # by 0.25, all of it from the data (the six recurring examples are still right)
+    following = DAY + dt.timedelta(days=1)
+    wrong = [{"prompt": f"Capital {i}?", "references": [f"City {i}"], "answer": "Nowhere"}
+             for i in (10, 11)]  # fmt: skip
+    write_jsonl(home.incoming / str(following) / "more.jsonl", wrong)
+    stages.ingest_day(
+        store, spark, following, static_path=source, incoming=home.incoming,
+        allowed_roots=[source.parent, home.incoming], dataset_name="d", max_field_chars=1000,
+        default_task="qa",
+    )  # fmt: skip
+    stages.generate_partition(store, spark, spec, following, max_error_rate=0.0)
+    later = stages.score_partition(store, spark, spec, config, following).table.to_pandas()
+    before, changes = stages.change_since_previous_day(
+        store, following, "logged", later, ["exact_match", "not_a_metric"]
+    )
+    assert before == DAY and set(changes) == {"exact_match"}
+    split = changes["exact_match"]
+    assert (split.change, split.recurring, split.data, split.kept) == (-0.25, 0.0, -0.25, 6)
+    drifted = stages.drift_day(store, following, slice_by=["task"], embed=None, seed=0)
+    assert drifted.previous == DAY and drifted.ids == {"added": 2, "removed": 0, "kept": 6}
+    assert {t.test for t in drifted.tests} >= {"task_mix", "prompt_length_ks"}
+    first_day = stages.drift_day(store, DAY, slice_by=["task"], embed=None, seed=0)
+    assert first_day.previous is None and first_day.tests == []
+
 
 def test_stages_that_cannot_complete_say_why(home: Settings, spark) -> None:
     store = DeltaStore(home.delta_dir)

@@ -391,14 +391,14 @@ METRIC_SLICES = TableSpec(
         Agg.MEAN: "Mean over them (geometric mean for perplexities).",
         Agg.CI_LOW: "Lower bound of the seeded percentile-bootstrap 95% CI of the mean.",
         Agg.CI_HIGH: "Upper bound of that interval.",
-        Slc.BASELINE_MEAN: "The baseline's mean on the examples both have (log scale for "
+        Slc.BASELINE_MEAN: "The baseline's mean on the examples both have (geometric for "
         "perplexities); null for the baseline itself or without a baseline.",
         Slc.DIFF: "Mean paired difference, this model minus the baseline (log scale for "
         "perplexities).",
         Slc.DIFF_CI_LOW: "Lower bound of the paired-bootstrap 95% CI of the difference.",
         Slc.DIFF_CI_HIGH: "Upper bound of that interval.",
         Slc.P_VALUE: "Two-sided bootstrap p-value of the difference; null for slices under "
-        "min_slice_size (no test).",
+        "min_slice_size (no test; the slice all is tested from 2 pairs).",
         Slc.Q_VALUE: "Benjamini-Hochberg adjusted p-value over every test of the partition.",
         Slc.MDE: "Smallest difference detectable at 80% power and the 5% level, from the "
         "paired standard deviation and the pairs.",
@@ -411,6 +411,54 @@ METRIC_SLICES = TableSpec(
     },
 )
 
+
+class Drift:
+    """Column names of ``input_drift``."""
+
+    TEST = "test"
+    STATISTIC = "statistic"
+    P_VALUE = "p_value"
+    THRESHOLD = "threshold"
+    DRIFTED = "drifted"
+    DETAIL = "detail"
+    PREVIOUS_DATE = "previous_date"
+
+
+INPUT_DRIFT = TableSpec(
+    name="input_drift",
+    schema=pa.schema(
+        [
+            (Drift.TEST, pa.string()),
+            (Drift.STATISTIC, pa.float64()),
+            (Drift.P_VALUE, pa.float64()),
+            (Drift.THRESHOLD, pa.float64()),
+            (Drift.DRIFTED, pa.bool_()),
+            (Drift.DETAIL, pa.string()),
+            (Drift.PREVIOUS_DATE, pa.date32()),
+            (Col.EVAL_DATE, pa.date32()),
+        ]
+    ),
+    partition_by=(Col.EVAL_DATE,),
+    description="The day's eval_examples against the previous day with examples: ids "
+    "added, removed and kept, and the drift tests of core.drift (task and metadata mix, "
+    "prompt and reference length, prompt embeddings).",
+    column_docs={
+        Drift.TEST: "ids_added | ids_removed | ids_kept | task_mix | prompt_length_psi | "
+        "prompt_length_ks | reference_length_psi | reference_length_ks | "
+        "metadata.<field>_mix | prompt_embedding_shift.",
+        Drift.STATISTIC: "The test's figure (a count for the ids_* rows; chi-square, PSI, "
+        "KS D or the distance of mean embeddings).",
+        Drift.P_VALUE: "Its p-value (for PSI, by permutation); null for counts.",
+        Drift.THRESHOLD: "What decides drifted: 1 - level for p-values; for PSI, the PSI "
+        "threshold (and its p-value under 1 - level); null for counts.",
+        Drift.DRIFTED: "Whether the test flags drift; null for counts.",
+        Drift.DETAIL: "The figure in a sentence.",
+        Drift.PREVIOUS_DATE: "The day compared with: the latest earlier day with examples; "
+        "null on the first day (no tests, only ids_added).",
+        Col.EVAL_DATE: "The day partition.",
+    },
+)
+
 TABLES: dict[str, TableSpec] = {
     t.name: t
     for t in (
@@ -420,5 +468,6 @@ TABLES: dict[str, TableSpec] = {
         EXAMPLE_METRICS,
         METRIC_AGGREGATES,
         METRIC_SLICES,
+        INPUT_DRIFT,
     )
 }

@@ -88,16 +88,16 @@ def slice_members(
         for value in sorted(set(labels)):
             members[(key, str(value))] = np.flatnonzero(labels == value)
 
-    metadata = [_as_mapping(m) for m in examples.get(Col.METADATA, [None] * n)]
+    metadata = [as_mapping(m) for m in examples.get(Col.METADATA, [None] * n)]
     for key in slice_by:
         if key == Col.TASK:
-            add(key, [str(t) if t else MISSING for t in examples[Col.TASK]])
+            add(key, [label(t) for t in examples[Col.TASK]])
             continue
         if not any(key in m for m in metadata):
             raise ValueError(
                 f"slice_by names {key!r}, which no example has (task, or a metadata field)"
             )
-        add(key, [str(m[key]) if m.get(key) not in (None, "") else MISSING for m in metadata])
+        add(key, [label(m.get(key)) for m in metadata])
     lengths = examples[Col.PROMPT].astype(str).str.len().to_numpy()
     if n:
         cuts = np.quantile(lengths, [1 / 3, 2 / 3])
@@ -107,12 +107,21 @@ def slice_members(
     return members
 
 
-def _as_mapping(value: object) -> Mapping[str, object]:
-    if value is None:
-        return {}
+def as_mapping(value: object) -> Mapping[str, object]:
+    """A row's metadata as a mapping: pyarrow map columns come back from ``to_pandas()``
+    as lists of (key, value) pairs; None is no metadata."""
     if isinstance(value, Mapping):
         return value
-    return dict(value)  # type: ignore[arg-type]
+    if isinstance(value, list | tuple | np.ndarray):
+        return dict(value)
+    return {}
+
+
+def label(value: object) -> str:
+    """A slice value: the text of ``value``, or ``(missing)`` for None, NaN or ""."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return str(value)
 
 
 SLICE_COLUMNS: tuple[str, ...] = tuple(

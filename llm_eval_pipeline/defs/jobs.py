@@ -11,6 +11,7 @@ from dagster import AssetSelection, build_schedule_from_partitioned_job, define_
 from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
     GENERATIONS,
+    INPUT_DRIFT,
     METRIC_AGGREGATES,
     METRIC_SLICES,
 )
@@ -23,8 +24,9 @@ DASHBOARD_JOB = "refresh_dashboard"
 
 daily_ingest_job = define_asset_job(
     INGEST_JOB,
-    selection=AssetSelection.assets(EXAMPLES_KEY, QUARANTINE_KEY),
-    description="Ingest and validate one day of the evaluation dataset.",
+    selection=AssetSelection.assets(EXAMPLES_KEY, QUARANTINE_KEY, INPUT_DRIFT.name),
+    description="Ingest and validate one day of the evaluation dataset, and compare it "
+    "with the previous day's (input drift).",
 )
 
 GENERATION_ASSETS = (

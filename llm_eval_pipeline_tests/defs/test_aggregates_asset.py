@@ -147,6 +147,7 @@ def test_gold_table_metadata_and_checks(chain) -> None:
     metadata = {k: getattr(v, "value", v) for k, v in event.metadata.items()}
     assert isinstance(metadata["answer_correctness"], float)
     assert metadata["error_rate"] == 0.0
+    assert metadata["previous_day"] == "none", "one day only: no change to split"
     board = metadata["leaderboard"]
     assert "base (baseline)" in board and "| worse |" in board and "answer_correctness" in board
 

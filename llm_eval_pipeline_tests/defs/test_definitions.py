@@ -32,7 +32,7 @@ def test_the_configured_start_date_reaches_every_partitioned_asset_and_job(
         for spec in defs.resolve_all_asset_specs()
         if spec.partitions_def is not None
     }
-    assert len(starts) == 7 and all("starting 2025-03-01" in s for s in starts.values())
+    assert len(starts) == 8 and all("starting 2025-03-01" in s for s in starts.values())
     for job in (INGEST_JOB, GENERATION_JOB):
         assert "starting 2025-03-01" in str(defs.resolve_job_def(job).partitions_def)
 
@@ -48,7 +48,7 @@ def test_assets_checks_jobs_and_schedule(home: Settings) -> None:
     columns = [c.name for c in examples.metadata["dagster/column_schema"].columns]
     assert columns == EVAL_EXAMPLES.columns
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert "rows_balance" in checks
+    assert {"rows_balance", "no_regression_vs_baseline", "enough_examples"} <= checks
     job = defs.resolve_job_def(INGEST_JOB)
     assert job.partitions_def == daily_partitions
     schedule = defs.resolve_schedule_def(f"{INGEST_JOB}_schedule")

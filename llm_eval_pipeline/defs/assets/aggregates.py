@@ -1,6 +1,7 @@
 """The gold table: per-metric aggregates of each day×model, with its range and error-rate
 checks (the comparison with the baseline is ``metric_slices``')."""
 
+import math
 
 import pandas as pd
 from dagster import (
@@ -15,10 +16,12 @@ from dagster import (
 )
 
 from llm_eval_pipeline.core.aggregate import out_of_range
+from llm_eval_pipeline.core.drift import ChangeSplit
 from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
     GENERATIONS,
+    GEOMETRIC_METRICS,
     HEADLINE_METRICS,
     METRIC_AGGREGATES,
     Col,
@@ -28,7 +31,11 @@ from llm_eval_pipeline.defs.automation import after_upstream_updates
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema, leaderboard_markdown
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
-from llm_eval_pipeline.stages import StageError, aggregate_day_model
+from llm_eval_pipeline.stages import (
+    StageError,
+    aggregate_day_model,
+    change_since_previous_day,
+)
 
 GROUP = "reporting"
 RANGE_CHECK = "metrics_in_valid_range"
@@ -83,9 +90,20 @@ def metric_aggregates(
     day_table = store.read_arrow(METRIC_AGGREGATES, {Col.EVAL_DATE: day}).to_pandas()
     context.log.info(f"{model_id} on {day}: {len(done.table)} metrics aggregated")
     means = done.means
+    previous, changes = change_since_previous_day(
+        store, day, model_id, done.scored, metrics.regression.metrics
+    )
     return MaterializeResult(
         metadata={
             **{name: MetadataValue.float(value) for name, value in means.items()},
+            "previous_day": str(previous) if previous else "none",
+            "change_since_previous_day": MetadataValue.md(_change_markdown(changes)),
+            **{
+                f"{metric}.change_{part}": MetadataValue.float(value)
+                for metric, split in changes.items()
+                for part, value in (("recurring", split.recurring), ("data", split.data))
+                if math.isfinite(value)
+            },
             "leaderboard": MetadataValue.md(
                 leaderboard_markdown(
                     Leaderboard.of(day_table, HEADLINE_METRICS, baseline.name if baseline else None)
@@ -102,6 +120,20 @@ def metric_aggregates(
             error_rate_check(means.get("error_rate", 0.0), models.warn_error_rate),
         ],
     )
+
+
+def _change_markdown(changes: dict[str, ChangeSplit]) -> str:
+    lines = [
+        "| metric | change | on recurring examples (the model) | from added and removed "
+        "examples (the data) | recurring examples |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for metric, c in changes.items():
+        scale = " (log)" if metric in GEOMETRIC_METRICS else ""
+        lines.append(
+            f"| {metric}{scale} | {c.change:+.4f} | {c.recurring:+.4f} | {c.data:+.4f} | {c.kept} |"
+        )
+    return "\n".join(lines)
 
 
 def range_check(scored: pd.DataFrame) -> AssetCheckResult:
