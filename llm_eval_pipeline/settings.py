@@ -254,6 +254,12 @@ class Settings:
     judge_api_key_env: str | None = setting(
         None, "NAME of the variable that holds the judge's key", _optional(_text)
     )
+    judge_price_per_1k_prompt_tokens: float | None = setting(
+        None, "US dollars per 1,000 prompt tokens of the judge (with the next: judge_cost_usd)",
+        _optional(_number(float, minimum=0)))  # fmt: skip
+    judge_price_per_1k_output_tokens: float | None = setting(
+        None, "US dollars per 1,000 output tokens of the judge",
+        _optional(_number(float, minimum=0)))  # fmt: skip
     bootstrap_resamples: int = setting(
         1000, "bootstrap resamples for the 95% intervals", _positive_int)  # fmt: skip
     bootstrap_seed: int = setting(
@@ -401,6 +407,13 @@ def _check_together(settings: Settings, explicit: set[str], where: str) -> Setti
             f"{where}: regression_metrics {off} belong to groups "
             f"{sorted({METRICS[m].group for m in off})} that metric_groups "
             f"{list(settings.metric_groups)} leaves out"
+        )
+    judge_prices = (settings.judge_price_per_1k_prompt_tokens,
+                    settings.judge_price_per_1k_output_tokens)  # fmt: skip
+    if (judge_prices[0] is None) != (judge_prices[1] is None):
+        raise SettingsError(
+            f"{where}: judge_price_per_1k_prompt_tokens and judge_price_per_1k_output_tokens "
+            "go together (give both)"
         )
     if "judge" in settings.metric_groups and not (settings.judge_base_url and settings.judge_model):
         raise SettingsError(f"{where}: the judge metric group needs judge_base_url and judge_model")

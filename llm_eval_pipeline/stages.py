@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from llm_eval_pipeline.core import drift, slices
 from llm_eval_pipeline.core.aggregate import aggregate_partition
+from llm_eval_pipeline.core.cost import Prices
 from llm_eval_pipeline.core.dataset import IngestResult, discover_sources, ingest
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.metrics.config import MetricConfig
@@ -251,10 +252,18 @@ class NothingToAggregate(StageError):
 
 
 def aggregate_day_model(
-    store: DeltaStore, day: dt.date, model_id: str, *, resamples: int, seed: int
+    store: DeltaStore,
+    day: dt.date,
+    model_id: str,
+    *,
+    resamples: int,
+    seed: int,
+    prices: Prices | None = None,
+    judge_prices: Prices | None = None,
 ) -> AggregatedPartition:
-    """Aggregate the day×model's metrics (``core.aggregate``), with the Delta versions it
-    read, and replace its partition of ``metric_aggregates``."""
+    """Aggregate the day×model's metrics (``core.aggregate``; costs at ``prices`` and
+    ``judge_prices``), with the Delta versions it read, and replace its partition of
+    ``metric_aggregates``."""
     partition = _partition(day, model_id)
     scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
     generated = store.read_arrow(GENERATIONS, partition).to_pandas()
@@ -263,7 +272,7 @@ def aggregate_day_model(
             f"no example_metrics for {model_id} on {day}: materialize generations and "
             "example_metrics for this partition first"
         )
-    table = aggregate_partition(scored, generated, resamples, seed)
+    table = aggregate_partition(scored, generated, resamples, seed, prices, judge_prices)
     hashes = sorted(set(scored[METRIC_CONFIG_HASH].dropna()))
     table[METRIC_CONFIG_HASH] = ",".join(hashes)
     table[Agg.EXAMPLES_VERSION] = store.version(EVAL_EXAMPLES)

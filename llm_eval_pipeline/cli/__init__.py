@@ -7,7 +7,7 @@ llm-eval score INPUT --output OUT [--metrics GROUPS] [--model NAME_OR_PATH]
 
 llm-eval demo [--days N]
 llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-DD]
-             [--models a,b]
+             [--models a,b] [--dry-run]
 llm-eval status [--days N]
 llm-eval ui [--port 3000] [--mlflow-port 5000]
 
@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--end", type=_parse_date, help="last day, YYYY-MM-DD (default: yesterday, UTC)"
     )
     run.add_argument("--models", type=_parse_models, default=[], help="model names, a,b")
+    run.add_argument(
+        "--dry-run", action="store_true",
+        help="print the partitions, examples, tokens and cost it would take; write nothing",
+    )  # fmt: skip
 
     demo_models = commands.add_parser("demo-models", help="build the two tiny demo models")
     demo_models.add_argument("--force", action="store_true", help="rebuild even if present")
@@ -112,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--stop", action="append", help="stop string (repeatable)")
     add.add_argument("--prompt-template", help="uses {prompt} and may use {context}")
     add.add_argument("--baseline", action="store_true")
+    add.add_argument("--price-per-1k-prompt-tokens", type=float, metavar="USD")
+    add.add_argument("--price-per-1k-output-tokens", type=float, metavar="USD")
     add.add_argument("--replace", action="store_true", help="replace a model of that name")
     models_commands.add_parser("list", help="list registered models")
     remove = models_commands.add_parser("remove", help="unregister a model (history is kept)")
@@ -201,6 +207,10 @@ def run_command(args: argparse.Namespace) -> int:
             settings = settings.with_dataset(settings.dataset, args.name)
         end = args.end or latest_day()
         request = RunRequest(days=date_range(args.start or end, end, settings), models=args.models)
+        if args.dry_run:
+            from llm_eval_pipeline.cli.plan import dry_run
+
+            return dry_run(settings, request)
     return run_pipeline(settings, request)
 
 

@@ -73,4 +73,6 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, object]:
         "options": options,
         "generation": {k: v for k, v in generation.items() if v is not None},
         "baseline": args.baseline,
+        "price_per_1k_prompt_tokens": args.price_per_1k_prompt_tokens,
+        "price_per_1k_output_tokens": args.price_per_1k_output_tokens,
     }

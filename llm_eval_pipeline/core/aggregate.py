@@ -14,6 +14,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from llm_eval_pipeline.core.cost import Prices
 from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
@@ -59,7 +60,7 @@ def summarize(
     values: Sequence[float], resamples: int = 1000, seed: int = 0, geometric: bool = False
 ) -> dict[str, float]:
     """Count, mean, sample standard deviation (ddof=1, NaN below 2 values), median, 90th
-    percentile (linear interpolation) and the 95% bootstrap CI of the non-NaN values.
+    and 95th percentiles (linear interpolation) and the 95% bootstrap CI of the non-NaN values.
 
     ``geometric``: the mean and its interval are taken on the natural log and mapped back
     (the geometric mean, exp of the mean log), and the standard deviation is that of the
@@ -68,7 +69,7 @@ def summarize(
     data = data[~np.isnan(data)]
     if data.size == 0:
         return {Agg.COUNT: 0} | dict.fromkeys(
-            (Agg.MEAN, Agg.STD, Agg.P50, Agg.P90, Agg.CI_LOW, Agg.CI_HIGH), math.nan
+            (Agg.MEAN, Agg.STD, Agg.P50, Agg.P90, Agg.P95, Agg.CI_LOW, Agg.CI_HIGH), math.nan
         )
     scale = np.log(data) if geometric else data
     back = np.exp if geometric else float
@@ -79,13 +80,19 @@ def summarize(
         Agg.STD: float(scale.std(ddof=1)) if data.size > 1 else math.nan,
         Agg.P50: float(np.quantile(data, 0.5)),
         Agg.P90: float(np.quantile(data, 0.9)),
+        Agg.P95: float(np.quantile(data, 0.95)),
         Agg.CI_LOW: float(back(low)),
         Agg.CI_HIGH: float(back(high)),
     }
 
 
 def aggregate_partition(
-    metrics: pd.DataFrame, generations: pd.DataFrame, resamples: int = 1000, seed: int = 0
+    metrics: pd.DataFrame,
+    generations: pd.DataFrame,
+    resamples: int = 1000,
+    seed: int = 0,
+    prices: Prices | None = None,
+    judge_prices: Prices | None = None,
 ) -> pd.DataFrame:
     """One row per metric for one day×model partition (columns ``Agg.METRIC``, the
     :func:`summarize` fields and ``Agg.ROWS``).
@@ -93,9 +100,12 @@ def aggregate_partition(
     Every metric column of ``metrics`` (an ``example_metrics`` partition) with at least one
     value is summarised (perplexities by their geometric mean, see ``GEOMETRIC_METRICS``),
     and from ``generations`` the operational metrics: ``error_rate``
-    (1.0 for a failed row, else 0.0), ``latency_ms`` and ``output_tokens`` of the rows
-    that succeeded, and ``tokens_per_s`` = sum(output_tokens) / sum(latency_ms) × 1000,
-    one value per partition (count = rows it covers, no interval)."""
+    (1.0 for a failed row, else 0.0), ``latency_ms``, ``prompt_tokens`` and
+    ``output_tokens`` of the rows that succeeded, and ``tokens_per_s`` = sum(output_tokens)
+    / sum(latency_ms) × 1000, one value per partition (count = rows it covers, no
+    interval). With ``prices``, ``cost_usd``: every row's tokens (failed rows too, as an
+    API bills them) at those prices, one total per partition; with ``judge_prices``,
+    ``judge_cost_usd`` from the judge's token columns (``core.cost``)."""
     rows = len(generations)
     out = []
     for name in ALL_METRIC_COLUMNS:
@@ -105,7 +115,9 @@ def aggregate_partition(
     failed = generations[Col.ERROR].notna().to_numpy(dtype="float64")
     ok = generations[generations[Col.ERROR].isna()]
     out.append({Agg.METRIC: "error_rate", **summarize(failed, resamples, seed)})
-    for name in (Col.LATENCY_MS, Col.OUTPUT_TOKENS):
+    for name in (Col.LATENCY_MS, Col.PROMPT_TOKENS, Col.OUTPUT_TOKENS):
+        if name not in ok:
+            continue
         values = ok[name].to_numpy(dtype="float64", na_value=np.nan)
         if (~np.isnan(values)).any():
             out.append({Agg.METRIC: name, **summarize(values, resamples, seed)})
@@ -120,6 +132,18 @@ def aggregate_partition(
                 Agg.MEAN: float(timed[Col.OUTPUT_TOKENS].sum() / seconds),
             }
         )
+    tokens = (Col.PROMPT_TOKENS, Col.OUTPUT_TOKENS)
+    judge_tokens = ("judge_prompt_tokens", "judge_output_tokens")
+    for name, table, columns, price in (
+        ("cost_usd", generations, tokens, prices),
+        ("judge_cost_usd", metrics, judge_tokens, judge_prices),
+    ):
+        if price is not None and all(c in table for c in columns):
+            counted = table[list(columns)].notna().any(axis=1)
+            if counted.any():
+                sums = [float(table.loc[counted, c].fillna(0).sum()) for c in columns]
+                total = {Agg.COUNT: int(counted.sum()), Agg.MEAN: price.cost(*sums)}
+                out.append({**summarize([], resamples, seed), Agg.METRIC: name, **total})
     frame = pd.DataFrame(out)
     frame[Agg.ROWS] = rows
     return frame

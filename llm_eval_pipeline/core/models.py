@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from llm_eval_pipeline.core.cost import PRICE_KEYS, Prices, parse_prices
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.file_lock import exclusive
 
@@ -122,6 +123,7 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     baseline: bool = False
+    prices: Prices | None = None
 
     def to_dict(self) -> dict[str, Any]:
         generation = asdict(self.generation)
@@ -134,6 +136,8 @@ class ModelSpec:
         }
         if self.baseline:
             data["baseline"] = True
+        if self.prices is not None:
+            data.update(self.prices.to_dict())
         return data
 
     @property
@@ -150,8 +154,10 @@ class ModelSpec:
 
     @property
     def cache_key(self) -> str:
-        """Identifies a loaded model: the whole spec, operational options included."""
-        return _hash({"spec": self.to_dict()})
+        """Identifies a loaded model: the whole spec, operational options included (its
+        prices left out: they change no output)."""
+        spec = {k: v for k, v in self.to_dict().items() if k not in PRICE_KEYS}
+        return _hash({"spec": spec})
 
 
 def _hash(payload: Any) -> str:
@@ -163,7 +169,7 @@ def parse_spec(raw: Mapping[str, Any], where: str = "model spec") -> ModelSpec:
     """Validate one spec mapping; errors name ``where`` and the offending key."""
     if not isinstance(raw, Mapping):
         raise ModelSpecError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    unknown = set(raw) - {"name", "backend", "options", "generation", "baseline"}
+    unknown = set(raw) - {"name", "backend", "options", "generation", "baseline", *PRICE_KEYS}
     if unknown:
         raise ModelSpecError(f"{where}: unknown keys {sorted(unknown)}")
     try:
@@ -200,8 +206,12 @@ def parse_spec(raw: Mapping[str, Any], where: str = "model spec") -> ModelSpec:
     baseline = raw.get("baseline", False)
     if not isinstance(baseline, bool):
         raise ModelSpecError(f"{where}: baseline must be true or false")
+    try:
+        prices = parse_prices(raw, where)
+    except ValueError as exc:
+        raise ModelSpecError(str(exc)) from exc
     return ModelSpec(
-        name, backend, options, _generation(raw.get("generation") or {}, where), baseline
+        name, backend, options, _generation(raw.get("generation") or {}, where), baseline, prices
     )
 
 

@@ -284,6 +284,7 @@ class Agg:
     STD = "std"
     P50 = "p50"
     P90 = "p90"
+    P95 = "p95"
     CI_LOW = "ci_low"
     CI_HIGH = "ci_high"
     ROWS = "rows"
@@ -302,6 +303,7 @@ METRIC_AGGREGATES = TableSpec(
             (Agg.STD, pa.float64()),
             (Agg.P50, pa.float64()),
             (Agg.P90, pa.float64()),
+            (Agg.P95, pa.float64()),
             (Agg.CI_LOW, pa.float64()),
             (Agg.CI_HIGH, pa.float64()),
             (Agg.ROWS, pa.int64()),
@@ -318,13 +320,15 @@ METRIC_AGGREGATES = TableSpec(
     "bootstrap confidence interval of the mean.",
     column_docs={
         Agg.METRIC: "A metric column of example_metrics, or an operational metric "
-        "(error_rate, latency_ms, output_tokens, tokens_per_s).",
+        "(error_rate, latency_ms, prompt_tokens, output_tokens, tokens_per_s; cost_usd and "
+        "judge_cost_usd, whose mean is the partition's total, where prices are set).",
         Agg.COUNT: "Rows with a non-null value.",
         Agg.MEAN: "Mean over those rows (geometric mean for perplexities).",
         Agg.STD: "Sample standard deviation (ddof=1; of the natural log for perplexities); "
         "null with fewer than 2 values.",
         Agg.P50: "Median.",
         Agg.P90: "90th percentile (linear interpolation).",
+        Agg.P95: "95th percentile (linear interpolation).",
         Agg.CI_LOW: "Lower bound of the seeded percentile-bootstrap 95% CI of the mean.",
         Agg.CI_HIGH: "Upper bound of that interval.",
         Agg.ROWS: "Rows in the partition (generated outputs).",

@@ -191,22 +191,25 @@ def _correctness(rows: _Rows, config: MetricConfig, context: ScoringContext) -> 
 
 
 def _judge(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:
-    from llm_eval_pipeline.core.metrics.judge import judge_correctness
+    from llm_eval_pipeline.core.metrics.judge import judge_rows
 
     rows.note_missing_inputs("judge")
     both = rows.both
     if not both:
         return
-    scores, judge_notes = judge_correctness(
+    judged = judge_rows(
         rows.pick(rows.prompts, both),
         rows.pick(rows.outputs, both),
         rows.pick(rows.references, both),
         config.judge,
     )
-    for i, score, note in zip(both, scores, judge_notes, strict=True):
-        rows.values["judge_correctness"][i] = score
-        if note:
-            rows.notes[i]["judge"] = note
+    for k, i in enumerate(both):
+        rows.values["judge_correctness"][i] = judged.scores[k]
+        for name, spent in (("judge_prompt_tokens", judged.prompt_tokens),
+                            ("judge_output_tokens", judged.output_tokens)):  # fmt: skip
+            rows.values[name][i] = None if spent[k] is None else float(spent[k])
+        if judged.notes[k]:
+            rows.notes[i]["judge"] = judged.notes[k]
 
 
 def _hallucination(rows: _Rows, config: MetricConfig, context: ScoringContext) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from dagster import Config, ConfigurableResource
 from dagster_pyspark import PySparkResource
 
+from llm_eval_pipeline.core.cost import Prices, parse_prices
 from llm_eval_pipeline.core.metrics.config import JudgeConfig, MetricConfig
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.delta.store import DeltaStore
@@ -74,6 +75,11 @@ class JudgeEndpoint(Config):
     model: str
     api_key_env: str | None = None
     cache_dir: str | None = None
+    price_per_1k_prompt_tokens: float | None = None
+    price_per_1k_output_tokens: float | None = None
+
+    def prices(self) -> Prices | None:
+        return parse_prices(self.model_dump(), "judge endpoint")
 
 
 class Bootstrap(Config):
@@ -181,6 +187,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 model=settings.judge_model,
                 api_key_env=settings.judge_api_key_env,
                 cache_dir=str(settings.judge_cache_dir),
+                price_per_1k_prompt_tokens=settings.judge_price_per_1k_prompt_tokens,
+                price_per_1k_output_tokens=settings.judge_price_per_1k_output_tokens,
             )
             if settings.judge_base_url and settings.judge_model
             else None,

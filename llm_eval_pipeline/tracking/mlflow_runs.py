@@ -53,7 +53,7 @@ MODEL_EVALUATION = "custom_model_development"
 CHART_METRICS: frozenset[str] = frozenset(PRIMARY_METRICS)
 """Metrics whose per-example distribution is charted (one PNG per metric group)."""
 
-_STATS = (Agg.MEAN, Agg.CI_LOW, Agg.CI_HIGH, Agg.STD, Agg.P50, Agg.P90, Agg.COUNT)
+_STATS = (Agg.MEAN, Agg.CI_LOW, Agg.CI_HIGH, Agg.STD, Agg.P50, Agg.P90, Agg.P95, Agg.COUNT)
 _SECRET_KEY = re.compile(
     r"(?:^|[._-])(?:api[._-]?key|access[._-]?key|private[._-]?key|token|password|passwd"
     r"|secrets?|credentials?|auth|authorization)(?:$|[._-])",

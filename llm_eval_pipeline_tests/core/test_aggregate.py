@@ -135,3 +135,28 @@ def test_day_change_of_almost_nothing_is_no_change() -> None:
 
     change = day_change("rougeL", (0.5, 0.498, 0.502), (0.50004, 0.498, 0.502), 0.02)
     assert change.verdict == "no_change" and change.change == pytest.approx(0.00004)
+
+
+def test_cost_and_latency_percentiles_of_a_partition() -> None:
+    from llm_eval_pipeline.core.cost import Prices
+
+    metrics, generations = partition()
+    generations = generations.assign(
+        prompt_tokens=100, output_tokens=20, latency_ms=np.arange(len(generations), dtype=float)
+    )
+    generations.loc[0, "prompt_tokens"] = None  # unknown half: counted as 0
+    metrics = metrics.assign(judge_prompt_tokens=50.0, judge_output_tokens=1.0)
+    prices = Prices(prompt_per_1k=0.5, output_per_1k=2.0)
+    table = aggregate_partition(metrics, generations, 50, 0, prices, Prices(1.0, 1.0)).set_index(
+        Agg.METRIC
+    )
+    n = len(generations)
+    expected = ((n - 1) * 100 * 0.5 + n * 20 * 2.0) / 1000
+    assert table.loc["cost_usd", Agg.MEAN] == pytest.approx(expected)
+    assert table.loc["cost_usd", Agg.COUNT] == n
+    assert table.loc["judge_cost_usd", Agg.MEAN] == pytest.approx(len(metrics) * 51 / 1000)
+    ok = generations[generations[Col.ERROR].isna()]["latency_ms"]
+    assert table.loc["latency_ms", Agg.P95] == pytest.approx(np.quantile(ok, 0.95))
+    assert table.loc["prompt_tokens", Agg.MEAN] == pytest.approx(100)
+    free = aggregate_partition(metrics, generations, 50, 0).set_index(Agg.METRIC)
+    assert "cost_usd" not in free.index and "judge_cost_usd" not in free.index

@@ -50,7 +50,9 @@ class FakeJudge(FakeServer):
         if self.status != 200:
             return {"status": self.status, "body": {"error": "judge is down"}}
         verdict = self.rule(received.prompt)
-        return {"body": {"choices": [{"message": {"content": verdict}, "finish_reason": "stop"}]}}
+        choices = [{"message": {"content": verdict}, "finish_reason": "stop"}]
+        usage = {"prompt_tokens": len(received.prompt.split()), "completion_tokens": 1}
+        return {"body": {"choices": choices, "usage": usage}}
 
     @property
     def count(self) -> int:
@@ -172,9 +174,14 @@ def test_without_cache_dir_every_call_asks_and_duplicates_share_a_request(
     scores, _ = judge_correctness([QUESTION] * 3, ["Paris"] * 3, [["Paris"]] * 3, config)
     assert scores == [1.0, 1.0, 1.0]
     assert server.count == 1, "identical rows share one request"
+    # its tokens are counted once, on the first row (the fake reports 1 output token)
+    judged = judge.judge_rows([QUESTION] * 2 + [None], ["Paris"] * 2 + [None], [["Paris"]] * 3,
+                              config)  # fmt: skip
+    assert judged.output_tokens == [1, 0, 0] and judged.prompt_tokens[0] > 0
+    assert judged.prompt_tokens[1:] == [0, 0] and judged.notes[2] == "prediction missing"
 
     judge_correctness([QUESTION], ["Paris"], [["Paris"]], config)
-    assert server.count == 2, "no cache without cache_dir"
+    assert server.count == 3, "no cache without cache_dir"
 
 
 def test_missing_prediction_or_references_are_not_judged(server: FakeJudge, tmp_path: Path) -> None:

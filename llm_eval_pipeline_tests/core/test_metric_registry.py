@@ -24,7 +24,10 @@ def test_the_schema_derives_from_the_registry() -> None:
     assert list(ALL_METRIC_COLUMNS) == scored
     assert all(name in EXAMPLE_METRICS.columns for name in scored)
     assert set(METRIC_COLUMNS) == set(registry.SCORED_GROUPS) == set(GROUP_SCORERS)
-    assert OPERATIONAL_METRICS == ("error_rate", "latency_ms", "output_tokens", "tokens_per_s")
+    assert OPERATIONAL_METRICS == (
+        "error_rate", "latency_ms", "output_tokens", "prompt_tokens", "tokens_per_s",
+        "cost_usd", "judge_cost_usd",
+    )  # fmt: skip
     assert frozenset({"reference_perplexity", "output_perplexity"}) == GEOMETRIC_METRICS
     assert {"hallucination_index", "reference_perplexity", "error_rate"} <= LOWER_IS_BETTER
     assert "rougeL" not in LOWER_IS_BETTER and "output_tokens" not in LOWER_IS_BETTER

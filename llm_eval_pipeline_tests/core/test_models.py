@@ -117,3 +117,40 @@ def test_prompt_template_rendering() -> None:
     assert with_context == "Context: Ada wrote it.\nQuestion: Who?\nAnswer:"
     assert config.render("Who?", None) == "Question: Who?\nAnswer:"
     assert GenerationConfig(prompt_template="Q: {prompt}").render("x", "ignored") == "Q: x"
+
+
+def test_prices_are_part_of_a_spec_but_not_of_its_identity() -> None:
+    raw = {"name": "paid", "backend": "precomputed", "options": {"column": "answer"}}
+    free = parse_spec(raw)
+    paid = parse_spec({**raw, "price_per_1k_prompt_tokens": 0.5, "price_per_1k_output_tokens": 1.5})
+    assert free.prices is None and paid.prices is not None
+    assert paid.prices.cost(2000, 1000) == pytest.approx(2.5)
+    assert parse_spec(paid.to_dict()) == paid, "round trip through models.yaml"
+    assert paid.generation_config_hash == free.generation_config_hash
+    assert paid.cache_key == free.cache_key
+    with pytest.raises(ModelSpecError, match="price_per_1k_prompt_tokens is set but"):
+        parse_spec({**raw, "price_per_1k_prompt_tokens": 0.5})
+    with pytest.raises(ModelSpecError, match="price_per_1k_output_tokens must be a number"):
+        parse_spec(
+            {**raw, "price_per_1k_prompt_tokens": 0.5, "price_per_1k_output_tokens": "cheap"}
+        )
+
+
+def test_a_partition_estimate_counts_templated_prompts_and_capped_outputs() -> None:
+    from llm_eval_pipeline.core.cost import Prices, estimate_partition
+
+    estimate = estimate_partition(
+        ["abcd" * 10, "xy"],
+        ["ctx!" * 5, None],
+        [["1234" * 3], []],  # the second has no reference: max_new_tokens expected
+        "{context}\n{prompt}",
+        8,
+        Prices(1.0, 2.0),
+    )
+    # prompts: 20 + 1 + 40 = 61 chars -> 16 tokens; "\nxy" = 3 chars -> 1 token
+    assert (estimate.examples, estimate.prompt_tokens) == (2, 17)
+    assert (estimate.output_tokens, estimate.output_tokens_max) == (3 + 8, 16)
+    assert estimate.cost_usd == pytest.approx((17 * 1.0 + 11 * 2.0) / 1000)
+    assert estimate.cost_usd_max == pytest.approx((17 + 32) / 1000)
+    free = estimate_partition(["a"], [None], [None], "{prompt}", 4, None)
+    assert free.cost_usd is None and free.output_tokens == 4

@@ -210,6 +210,8 @@ def test_an_endpoints_logprobs_give_output_perplexity(setup, spark, monkeypatch)
                 "name": "remote",
                 "backend": "openai",
                 "options": {"base_url": server.url, "model": "m"},
+                "price_per_1k_prompt_tokens": 0.5,
+                "price_per_1k_output_tokens": 2.0,
             }
         )
         register(settings, instance, remote)
@@ -222,3 +224,14 @@ def test_an_endpoints_logprobs_give_output_perplexity(setup, spark, monkeypatch)
     scored = store.read_arrow(EXAMPLE_METRICS).to_pylist()
     assert [r["output_perplexity"] for r in scored] == pytest.approx([math.exp(0.75)] * 5)
     assert all(r["reference_perplexity"] is None for r in scored)
+
+    # the endpoint's usage, at the spec's prices, is the partition's cost
+    from llm_eval_pipeline.core.schema import METRIC_AGGREGATES, Agg
+    from llm_eval_pipeline.defs.assets.aggregates import metric_aggregates
+
+    assert run(settings, instance, metric_aggregates, key(DAY, "remote")).success
+    table = store.read_arrow(METRIC_AGGREGATES).to_pandas().set_index(Agg.METRIC)
+    prompt = sum(r[Col.PROMPT_TOKENS] for r in generated)
+    assert prompt > 0 and table.loc["prompt_tokens", Agg.MEAN] == prompt / 5
+    assert table.loc["cost_usd", Agg.MEAN] == pytest.approx((prompt * 0.5 + 5 * 2 * 2.0) / 1000)
+    assert table.loc["latency_ms", Agg.P95] >= table.loc["latency_ms", Agg.P50]

@@ -31,13 +31,14 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_eval_pipeline.core.backends.base import GenerationInput
 from llm_eval_pipeline.core.backends.openai_backend import OpenAIBackend
-from llm_eval_pipeline.core.metrics.spec import HIGHER, UNIT, MetricSpec
+from llm_eval_pipeline.core.metrics.spec import HIGHER, NEITHER, NON_NEGATIVE, UNIT, MetricSpec
 from llm_eval_pipeline.core.models import ModelSpec, parse_spec
 
 if TYPE_CHECKING:
@@ -49,6 +50,11 @@ GROUP = "judge"
 SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("judge_correctness", GROUP, HIGHER, UNIT,
                "1.0 when the judge model calls the answer CORRECT against the references"),
+    MetricSpec("judge_prompt_tokens", GROUP, NEITHER, NON_NEGATIVE,
+               "prompt tokens this row's judge request cost (0: cached, or shared with an "
+               "identical row), from the endpoint's usage"),
+    MetricSpec("judge_output_tokens", GROUP, NEITHER, NON_NEGATIVE,
+               "output tokens of this row's judge request (0 as above)"),
 )  # fmt: skip
 
 JUDGE_PROMPT_VERSION = "judge-v1"
@@ -111,7 +117,31 @@ def judge_correctness(
     references: Sequence[Sequence[str]],
     config: JudgeConfig,
 ) -> tuple[list[float | None], list[str | None]]:
-    """Judge each prediction against its references; returns (scores, notes) in input order.
+    """Judge each prediction against its references; returns (scores, notes) in input
+    order (:func:`judge_rows` without the token counts)."""
+    judged = judge_rows(questions, predictions, references, config)
+    return judged.scores, judged.notes
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Per row, in input order: the score, the note, and the prompt and output tokens its
+    request cost (0 for a cached verdict or a row that shared an identical row's request;
+    None where the endpoint reported no usage)."""
+
+    scores: list[float | None]
+    notes: list[str | None]
+    prompt_tokens: list[int | None]
+    output_tokens: list[int | None]
+
+
+def judge_rows(
+    questions: Sequence[str],
+    predictions: Sequence[str | None],
+    references: Sequence[Sequence[str]],
+    config: JudgeConfig,
+) -> Judged:
+    """Judge each prediction against its references.
 
     A score is 1.0 (CORRECT), 0.0 (INCORRECT) or None (not judged; its note says why).
     Notes are None for judged rows. Identical rows share one request; cached verdicts (see
@@ -126,6 +156,7 @@ def judge_correctness(
         )
     scores: list[float | None] = [None] * count
     notes: list[str | None] = [None] * count
+    spent: tuple[list[int | None], list[int | None]] = ([0] * count, [0] * count)
     # hash -> (prompt, row indices); rows with the same content share one verdict.
     wanted: dict[str, tuple[str, list[int]]] = {}
     for i, (question, prediction, refs) in enumerate(
@@ -145,7 +176,7 @@ def judge_correctness(
             wanted[key] = (build_judge_prompt(question_text, usable, prediction), [])
         wanted[key][1].append(i)
     if not wanted:
-        return scores, notes
+        return Judged(scores, notes, *spent)
 
     connection = _open_cache(config.cache_dir) if config.cache_dir else None
     try:
@@ -162,13 +193,15 @@ def judge_correctness(
             len(pending),
         )
         if not pending:
-            return scores, notes
+            return Judged(scores, notes, *spent)
         backend = OpenAIBackend(_judge_spec(config))
         outputs = backend.generate(
             [GenerationInput(f"judge-{key[:16]}", wanted[key][0]) for key in pending]
         )
         fresh: dict[str, float] = {}
         for key, output in zip(pending, outputs, strict=True):
+            first = wanted[key][1][0]
+            spent[0][first], spent[1][first] = output.prompt_tokens, output.output_tokens
             note: str | None = None
             verdict: float | None = None
             if output.error is not None or output.output is None:
@@ -184,7 +217,7 @@ def judge_correctness(
                 notes[i] = note
         if connection is not None and fresh:
             _cache_put(connection, fresh)
-        return scores, notes
+        return Judged(scores, notes, *spent)
     finally:
         if connection is not None:
             connection.close()

@@ -81,8 +81,15 @@ def metric_aggregates(
     day, model_id = partition_of(context)
     store = delta.store()
     try:
+        spec = next((s for s in models.registry().load() if s.name == model_id), None)
         done = aggregate_day_model(
-            store, day, model_id, resamples=metrics.bootstrap.resamples, seed=metrics.bootstrap.seed
+            store,
+            day,
+            model_id,
+            resamples=metrics.bootstrap.resamples,
+            seed=metrics.bootstrap.seed,
+            prices=spec.prices if spec else None,
+            judge_prices=metrics.judge.prices() if metrics.judge else None,
         )
     except StageError as exc:
         raise Failure(description=str(exc)) from exc
