@@ -513,14 +513,16 @@ def log_day_model(
     backoff_s: float = 2.0,
 ) -> LoggedPartition:
     """Log the day×model to its MLflow run (found again by its tags, so a re-run updates
-    it): params, every aggregate and its interval, the example table and charts. The
-    Delta versions the aggregates read join ``tags``."""
+    it): params, every aggregate and its interval, the example table, its slice table
+    (when ``metric_slices`` has the partition) and charts. The Delta versions the
+    aggregates read join ``tags``."""
     from llm_eval_pipeline.tracking.mlflow_runs import RunKey, log_eval_run
 
     aggregates = store.read_arrow(METRIC_AGGREGATES, _partition(day, spec.name)).to_pandas()
     if aggregates.empty:
         raise StageError(f"no metric_aggregates for {spec.name} on {day} yet")
     examples = example_table(store, day, spec.name)
+    sliced = store.read_arrow(METRIC_SLICES, _partition(day, spec.name)).to_pandas()
     dataset = "+".join(sorted(set(examples[Col.DATASET]))) or "empty"
     first = aggregates.iloc[0]
     # Delta versions change on every re-run; MLflow params cannot, so they are tags.
@@ -536,6 +538,7 @@ def log_day_model(
         tags={**versions, **tags},
         aggregates=aggregates,
         examples=examples.drop(columns=[Col.EVAL_DATE]),
+        slices=sliced.drop(columns=[Col.EVAL_DATE, Col.MODEL_ID]) if not sliced.empty else None,
         artifact_location=artifact_location,
         retries=retries,
         backoff_s=backoff_s,

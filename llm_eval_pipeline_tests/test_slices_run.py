@@ -61,3 +61,33 @@ def test_a_regression_on_one_source_is_found_there(tmp_path: Path) -> None:
     assert not regression.passed
     assert "source=beta (rougeL, answer_correctness)" in regression.description
     assert "alpha" not in regression.description
+
+    # MLflow: the slice table, the slices that changed as metrics, the regressions as a tag
+    import mlflow
+    from mlflow import MlflowClient
+
+    from llm_eval_pipeline.settings import Settings
+    from llm_eval_pipeline.tracking.mlflow_runs import experiment_name
+
+    settings = Settings.load(env=env)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name("sources"))
+    runs = {
+        r.data.tags["llm_eval.model_id"]: r
+        for r in client.search_runs([experiment.experiment_id], "tags.llm_eval.kind = 'eval'")
+    }
+    cand, base_run = runs["cand"], runs["base"]
+    assert "exact_match (source=beta)" in cand.data.tags["llm_eval.regressed_slices"]
+    assert "source=alpha" not in cand.data.tags["llm_eval.regressed_slices"]
+    assert base_run.data.tags["llm_eval.regressed_slices"] == "none"
+    assert cand.data.metrics["slice/source/beta/exact_match"] == 0.0
+    assert cand.data.metrics["slice/source/beta/exact_match.diff"] == -1.0
+    assert "slice/source/alpha/exact_match" not in cand.data.metrics, "no_change: not logged"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # load_table searches through it
+    try:
+        logged = client.load_table(experiment.experiment_id, "slices.json", [cand.info.run_id])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert len(logged) == int((table[Col.MODEL_ID] == "cand").sum())
+    assert {"slice_key", "slice_value", "verdict", "q_value"} <= set(logged.columns)

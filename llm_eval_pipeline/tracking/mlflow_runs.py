@@ -36,15 +36,20 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
+from llm_eval_pipeline.core.aggregate import Verdict
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.file_lock import exclusive
-from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg
+from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg, Slc
 
 TAG_DATASET = "llm_eval.dataset"
 TAG_MODEL = "llm_eval.model_id"
 TAG_DATE = "llm_eval.eval_date"
 TAG_KIND = "llm_eval.kind"
 EXAMPLES_ARTIFACT = "examples.json"
+SLICES_ARTIFACT = "slices.json"
+TAG_REGRESSED_SLICES = "llm_eval.regressed_slices"
+SLICE_METRIC_PREFIX = "slice"
+_TAG_CHARS = 5000
 DASHBOARD_ARTIFACT = "dashboard.html"
 # MLflow's UI opens an experiment of this kind on its runs table, not on the GenAI views.
 EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -97,21 +102,31 @@ def log_eval_run(
     tags: Mapping[str, str],
     aggregates: pd.DataFrame,
     examples: pd.DataFrame,
+    slices: pd.DataFrame | None = None,
     artifact_location: str | None = None,
     retries: int = 3,
     backoff_s: float = 1.0,
 ) -> LoggedRun:
     """Log one partition's evaluation: params (secret-looking keys dropped), tags, for each
     ``aggregates`` row the metrics ``<metric>`` (the mean) and ``<metric>.<stat>`` for
-    ci_low, ci_high, std, p50, p90 and count (NaN and infinite values skipped), the
+    ci_low, ci_high, std, p50, p90, p95 and count (NaN and infinite values skipped), the
     per-example table as ``examples.json`` (MLflow's table format, so ``load_table`` and
     the UI read it) and one histogram PNG per metric group under ``charts/``.
+
+    With ``slices`` (the partition's ``metric_slices`` rows): the whole table as
+    ``slices.json``; for each slice × metric with a verdict other than ``no_change``, the
+    metrics ``slice/<key>/<value>/<metric>`` (its mean) with ``.diff`` and ``.q_value``;
+    and the tag ``llm_eval.regressed_slices`` naming the regressed ones (``metric
+    (key=value)``, comma-separated) or ``none``.
 
     ``artifact_location`` is used when the experiment is created; by default a sqlite
     store keeps artifacts in ``mlartifacts/`` next to its database file.
     """
     safe_params = _without_secrets(params)
     metrics = _metrics(aggregates, key.eval_date)
+    if slices is not None:
+        metrics += _slice_metrics(slices, key.eval_date)
+        tags = {**tags, TAG_REGRESSED_SLICES: regressed_slices(slices)}
     key_tags = {
         TAG_DATASET: key.dataset,
         TAG_MODEL: key.model_id,
@@ -135,7 +150,9 @@ def log_eval_run(
         ):
             for start in range(0, len(items), size):
                 client.log_batch(run.info.run_id, **{field: items[start : start + size]})
-        _log_table(client, run, examples)
+        _log_table(client, run, examples, EXAMPLES_ARTIFACT)
+        if slices is not None:
+            _log_table(client, run, slices, SLICES_ARTIFACT)
         _log_charts(client, run.info.run_id, examples)
 
     target = _Target(tracking_uri, key.dataset, artifact_location, retries, backoff_s)
@@ -322,18 +339,54 @@ def _metrics(aggregates: pd.DataFrame, day: datetime.date) -> list[Metric]:
     return metrics
 
 
-def _log_table(client: MlflowClient, run: Run, examples: pd.DataFrame) -> None:
+def _log_table(client: MlflowClient, run: Run, table: pd.DataFrame, name: str) -> None:
     """What ``MlflowClient.log_table`` writes (pandas "split" JSON plus the
     ``mlflow.loggedArtifacts`` tag), except that log_table appends to an existing table and
     this replaces it, so a re-log does not double the rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / EXAMPLES_ARTIFACT
-        examples.to_json(path, orient="split", index=False, date_format="iso")
+        path = Path(tmp) / name
+        table.to_json(path, orient="split", index=False, date_format="iso")
         client.log_artifact(run.info.run_id, str(path))
-    logged = json.loads(run.data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
-    entry = {"path": EXAMPLES_ARTIFACT, "type": "table"}
+    # re-read: a first table of this write may have set the tag already
+    current = client.get_run(run.info.run_id).data.tags
+    logged = json.loads(current.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    entry = {"path": name, "type": "table"}
     if entry not in logged:
         client.set_tag(run.info.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+
+
+def _slice_metrics(slices: pd.DataFrame, day: datetime.date) -> list[Metric]:
+    midnight = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+    timestamp, metrics = int(midnight.timestamp() * 1000), []
+    shown = slices[slices[Slc.VERDICT].notna() & (slices[Slc.VERDICT] != Verdict.NO_CHANGE)]
+    for row in shown.to_dict("records"):
+        name = "/".join(
+            [SLICE_METRIC_PREFIX, *(_metric_name_part(row[c]) for c in (Slc.KEY, Slc.VALUE)),
+             row[Agg.METRIC]]
+        )  # fmt: skip
+        for suffix, column in (("", Agg.MEAN), (".diff", Slc.DIFF), (".q_value", Slc.Q_VALUE)):
+            value = row[column]
+            if value is not None and not pd.isna(value) and math.isfinite(value):
+                metrics.append(Metric(name + suffix, float(value), timestamp, 0))
+    return metrics
+
+
+def regressed_slices(slices: pd.DataFrame) -> str:
+    """``metric (key=value), ...`` of the slices whose verdict is a regression, or
+    ``none``; cut to fit an MLflow tag."""
+    found = slices[slices[Slc.VERDICT] == Verdict.REGRESSION]
+    names = [
+        f"{m} ({k if k == v else f'{k}={v}'})"
+        for m, k, v in zip(found[Agg.METRIC], found[Slc.KEY], found[Slc.VALUE], strict=True)
+    ]
+    text = ", ".join(names) or "none"
+    return text if len(text) <= _TAG_CHARS else text[: _TAG_CHARS - 3] + "..."
+
+
+def _metric_name_part(value: object) -> str:
+    """A slice key or value as MLflow accepts in a metric name (letters, digits, and
+    ``_-. :``; anything else becomes ``_``)."""
+    return re.sub(r"[^\w\-. :]", "_", str(value)) or "_"
 
 
 def _log_charts(client: MlflowClient, run_id: str, examples: pd.DataFrame) -> None:

@@ -16,6 +16,7 @@ from dagster import (
 
 from llm_eval_pipeline.core.schema import (
     METRIC_AGGREGATES,
+    METRIC_SLICES,
     Col,
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of, registered_spec
@@ -52,7 +53,7 @@ def code_version() -> str:
 
 @asset(
     key=MLFLOW_RUNS_KEY,
-    deps=[METRIC_AGGREGATES.name],
+    deps=[METRIC_AGGREGATES.name, METRIC_SLICES.name],
     partitions_def=day_model_partitions,
     automation_condition=after_upstream_updates,
     kinds={"mlflow"},
@@ -62,7 +63,9 @@ def code_version() -> str:
         "One MLflow run per day×model in the dataset's experiment, found again by its tags "
         "(llm_eval.model_id, llm_eval.eval_date, llm_eval.dataset) so that a re-run updates "
         "it: the model spec and configs as params, every aggregate and its CI as metrics, "
-        "the per-example table (mlflow log_table format) and distribution charts."
+        "the per-example table (mlflow log_table format) and distribution charts; the "
+        "slice table, the slice metrics with a verdict other than no_change, and a tag "
+        "naming the regressed slices."
     ),
 )
 def mlflow_eval_runs(
