@@ -26,6 +26,7 @@ SCRIPTS = {
     "generation": ("B4",),
     "spark_stage": ("B5", "B6", "B7"),
     "chain": ("B8",),
+    "slices": ("B10",),
 }
 PACKAGES = ("torch", "transformers", "pyspark", "dagster", "mlflow", "deltalake", "pandas")
 

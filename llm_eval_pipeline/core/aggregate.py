@@ -275,17 +275,34 @@ def bh_q_values(p_values: Sequence[float]) -> np.ndarray:
     return q
 
 
-def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of ``n`` rows appears in each of ``resamples`` bootstrap resamples
+    (resamples × n, float32), by the Poisson bootstrap: every count is Poisson(1),
+    independently (Hanley & MacGibbon 2006, "Creating non-parametric bootstrap samples
+    using Poisson frequencies"; Chamandy et al. 2012, "Estimating uncertainty for massive
+    data streams"). It approximates the multinomial resampling of Efron's bootstrap, and
+    unlike it, the counts of any subset of the rows are themselves a Poisson bootstrap of
+    that subset: one draw serves a partition and every slice of it."""
+    return rng.poisson(1.0, size=(resamples, n)).astype("float32")
+
+
+def bootstrap_means(
+    values: np.ndarray,
+    resamples: int,
+    rng: np.random.Generator,
+    counts: np.ndarray | None = None,
+) -> np.ndarray:
     """``resamples`` bootstrap means of each column of ``values`` (rows × columns, NaN
-    where a row has no value): one multinomial draw of resample counts for the rows, the
-    means over each column's non-NaN rows. Shape: resamples × columns."""
-    n = values.shape[0]
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype("float64")
+    where a row has no value): the count-weighted means over each column's non-NaN rows,
+    the counts from :func:`resample_counts` (drawn here unless given: resamples × rows).
+    Shape: resamples × columns; NaN for a resample that drew none of a column's rows."""
+    if counts is None:
+        counts = resample_counts(values.shape[0], resamples, rng)
     present = ~np.isnan(values)
-    sums = counts @ np.where(present, values, 0.0)
-    sizes = counts @ present.astype("float64")
+    sums = counts @ np.where(present, values, 0.0).astype("float32")
+    sizes = counts @ present.astype("float32")
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / sizes
+        return (sums / sizes).astype("float64")
 
 
 def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -24,9 +24,11 @@ A sub-slice with fewer than ``min_slice_size`` pairs gets no test (verdict
 pairs or more), so that a small eval set is still compared with its baseline. The margin
 is ``relative_margin`` × |baseline mean|, on the log scale for geometric metrics.
 
-The bootstrap is vectorised: one draw of multinomial resample counts per slice serves
-every metric of the slice (``counts @ values``), so a slice costs one matrix product, not
-a Python loop per metric.
+The bootstrap is vectorised: one Poisson-bootstrap draw of resample counts for the
+partition (``core.aggregate.resample_counts``) serves every slice (its rows' columns of
+the counts), every metric (``counts @ values``) and both the means and the paired
+differences, so a slice costs a few matrix products, not a draw or a Python loop per
+metric.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from llm_eval_pipeline.core.aggregate import (
     mde,
     n_needed,
     percentile_interval,
+    resample_counts,
     verdict,
 )
 from llm_eval_pipeline.core.metrics.registry import METRICS
@@ -145,20 +148,25 @@ def metric_slices(
     under ``spec.min_slice_size`` pairs get no test: verdict ``inconclusive``."""
     rng = np.random.default_rng(spec.seed)
     ids = pd.Index(example_ids)
+    resampled = resample_counts(len(ids), spec.resamples, rng)
     geometric = np.array([METRICS[m].aggregation == GEOMETRIC for m in metrics])
     own = _matrix(candidate, ids, metrics, geometric)
     other = _matrix(baseline, ids, metrics, geometric) if baseline is not None else None
     rows = []
     for (key, value), positions in members.items():
         values = own[positions]
-        draws = bootstrap_means(values, spec.resamples, rng) if len(positions) else values[:0]
+        # the same resamples of the slice's rows serve its means and its paired differences
+        shared = resampled[:, positions]
+        draws = (
+            bootstrap_means(values, spec.resamples, rng, shared) if len(positions) else values[:0]
+        )
         low, high = percentile_interval(draws, spec.level)
         with np.errstate(invalid="ignore"):
             means = np.nanmean(values, axis=0) if len(positions) else np.full(len(metrics), np.nan)
         counts = (~np.isnan(values)).sum(axis=0)
         tested = 2 if key == ALL else max(2, spec.min_slice_size)
         comparison = (
-            _paired(values, other[positions], geometric, tested, spec, rng)
+            _paired(values, other[positions], geometric, tested, spec, shared)
             if other is not None
             else None
         )
@@ -200,7 +208,7 @@ def _paired(
     geometric: np.ndarray,
     min_pairs: int,
     spec: SliceSpec,
-    rng: np.random.Generator,
+    counts: np.ndarray,
 ) -> list[dict[str, float]]:
     """Per metric: the paired comparison on the rows where both have a value (log scale
     for geometric metrics; their baseline mean is reported back on the metric's scale)."""
@@ -211,7 +219,7 @@ def _paired(
         observed = np.nanmean(diffs, axis=0) if len(diffs) else np.full(own.shape[1], np.nan)
         base = np.nanmean(np.where(both, other, np.nan), axis=0) if len(diffs) else observed
         sd = np.nanstd(diffs, axis=0, ddof=1) if len(diffs) > 1 else np.full_like(observed, np.nan)
-    draws = bootstrap_means(diffs, spec.resamples, rng) if len(diffs) else diffs[:0]
+    draws = bootstrap_means(diffs, spec.resamples, None, counts) if len(diffs) else diffs[:0]
     low, high = percentile_interval(draws, spec.level)
     p = bootstrap_p_values(draws, observed) if len(diffs) else np.full_like(observed, np.nan)
     alpha = 1 - spec.level
