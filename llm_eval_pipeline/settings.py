@@ -272,6 +272,10 @@ class Settings:
     regression_margin: float = setting(
         0.02, "a regression is worse than the baseline by more than this share of its mean",
         _number(float, minimum=0))  # fmt: skip
+    regression_margin_floor: float = setting(
+        0.01, "the smallest margin, in the metric's units (nats for perplexities): a "
+        "difference within it is no change, however small the baseline's mean",
+        _number(float, minimum=0))  # fmt: skip
     slice_by: tuple[str, ...] = setting(
         ("task",), "what metric_slices cuts by: task and metadata fields (a list); prompt "
         "length terciles and recurring vs new examples are always added", _words)  # fmt: skip

@@ -22,7 +22,9 @@ definitions and sources):
 A sub-slice with fewer than ``min_slice_size`` pairs gets no test (verdict
 ``inconclusive``); the slice ``all`` is the partition itself and is always tested (two
 pairs or more), so that a small eval set is still compared with its baseline. The margin
-is ``relative_margin`` × |baseline mean|, on the log scale for geometric metrics.
+is ``relative_margin`` × |baseline mean| (on the log scale for geometric metrics), and
+at least ``margin_floor``: against a baseline mean near 0, a relative margin alone would
+call a difference of 0.01 on a metric in [0, 1] a regression or an improvement.
 
 The bootstrap is vectorised: one Poisson-bootstrap draw of resample counts for the
 partition (``core.aggregate.resample_counts``) serves every slice (its rows' columns of
@@ -65,13 +67,15 @@ LENGTH_TERCILES = ("short", "medium", "long")
 @dataclass(frozen=True)
 class SliceSpec:
     """How to test: the smallest slice that gets a test, the margin (relative to the
-    baseline's mean), the bootstrap resamples and seed, and the level (settings give the
-    first four: ``min_slice_size``, ``regression_margin``, ``bootstrap_*``)."""
+    baseline's mean), the bootstrap resamples and seed, the margin's floor and the level
+    (settings give the first five: ``min_slice_size``, ``regression_margin``,
+    ``bootstrap_*``, ``regression_margin_floor``)."""
 
     min_slice_size: int
     relative_margin: float
     resamples: int
     seed: int
+    margin_floor: float = 0.0
     level: float = 0.95
 
 
@@ -166,7 +170,7 @@ def metric_slices(
         counts = (~np.isnan(values)).sum(axis=0)
         tested = 2 if key == ALL else max(2, spec.min_slice_size)
         comparison = (
-            _paired(values, other[positions], geometric, tested, spec, shared)
+            _paired(values, other[positions], metrics, geometric, tested, spec, shared)
             if other is not None
             else None
         )
@@ -205,6 +209,7 @@ def _matrix(
 def _paired(
     own: np.ndarray,
     other: np.ndarray,
+    metric_names: Sequence[str],
     geometric: np.ndarray,
     min_pairs: int,
     spec: SliceSpec,
@@ -226,8 +231,8 @@ def _paired(
     out = []
     for j in range(own.shape[1]):
         tested = pairs[j] >= min_pairs
-        margin = spec.relative_margin * abs(base[j]) if math.isfinite(base[j]) else math.nan
         baseline_mean = float(np.exp(base[j])) if geometric[j] else float(base[j])
+        margin = margin_of(metric_names[j], baseline_mean, spec.relative_margin, spec.margin_floor)
         out.append({
             Slc.BASELINE_MEAN: baseline_mean, Slc.DIFF: float(observed[j]),
             Slc.DIFF_CI_LOW: float(low[j]) if low.size else math.nan,
@@ -252,7 +257,9 @@ def _verdict_of(row: Mapping[str, object], spec: SliceSpec) -> str:
     if math.isnan(row[Slc.P_VALUE]):  # type: ignore[arg-type]
         return Verdict.INCONCLUSIVE
     metric = str(row[Agg.METRIC])
-    margin = margin_of(metric, float(row[Slc.BASELINE_MEAN]), spec.relative_margin)  # type: ignore[arg-type]
+    margin = margin_of(
+        metric, float(row[Slc.BASELINE_MEAN]), spec.relative_margin, spec.margin_floor
+    )  # type: ignore[arg-type]
     found = verdict(metric, row[Slc.DIFF_CI_LOW], row[Slc.DIFF_CI_HIGH], margin)  # type: ignore[arg-type]
     if found in (Verdict.REGRESSION, Verdict.IMPROVEMENT) and not (
         row[Slc.Q_VALUE] <= 1 - spec.level  # type: ignore[operator]
@@ -261,12 +268,17 @@ def _verdict_of(row: Mapping[str, object], spec: SliceSpec) -> str:
     return found
 
 
-def margin_of(metric: str, baseline_mean: float, relative_margin: float) -> float:
+def margin_of(
+    metric: str, baseline_mean: float, relative_margin: float, floor: float = 0.0
+) -> float:
     """The margin of indifference of a comparison, in the units of ``diff``:
-    ``relative_margin`` × |baseline mean|, of the log mean for geometric metrics."""
+    ``relative_margin`` × |baseline mean| (of the log mean for geometric metrics), at
+    least ``floor``; NaN without a baseline mean."""
     if METRICS[metric].aggregation == GEOMETRIC:
         baseline_mean = math.log(baseline_mean) if baseline_mean > 0 else math.nan
-    return relative_margin * abs(baseline_mean)
+    if not math.isfinite(baseline_mean):
+        return math.nan
+    return max(relative_margin * abs(baseline_mean), floor)
 
 
 def regressions(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -278,7 +290,7 @@ def regressions(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def power_shortfalls(
-    table: pd.DataFrame, metrics: Sequence[str], relative_margin: float
+    table: pd.DataFrame, metrics: Sequence[str], relative_margin: float, floor: float = 0.0
 ) -> pd.DataFrame:
     """Per metric of ``metrics`` compared on the slice ``all``: its ``count``, ``mde``,
     the ``margin`` and ``n_needed``, and ``short`` — whether the mde exceeds the margin
@@ -286,7 +298,7 @@ def power_shortfalls(
     rows = table[(table[Slc.KEY] == ALL) & table[Agg.METRIC].isin(metrics)]
     rows = rows[rows[Slc.DIFF].notna()]
     margins = [
-        margin_of(m, b, relative_margin)
+        margin_of(m, b, relative_margin, floor)
         for m, b in zip(rows[Agg.METRIC], rows[Slc.BASELINE_MEAN], strict=True)
     ]
     out = rows[[Agg.METRIC, Agg.COUNT, Slc.MDE, Slc.N_NEEDED]].assign(margin=margins)

@@ -91,11 +91,12 @@ class Bootstrap(Config):
 
 class RegressionPolicy(Config):
     """What ``no_regression_vs_baseline`` compares, the margin it tolerates (a share of
-    the baseline's mean) and the severity of a failure."""
+    the baseline's mean, at least ``margin_floor``) and the severity of a failure."""
 
     metrics: list[str]
     margin: float
     severity: str
+    margin_floor: float = 0.0
 
 
 class SlicePolicy(Config):
@@ -178,6 +179,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 metrics=list(settings.regression_metrics),
                 margin=settings.regression_margin,
                 severity=settings.regression_severity,
+                margin_floor=settings.regression_margin_floor,
             ),
             slices=SlicePolicy(
                 slice_by=list(settings.slice_by), min_slice_size=settings.min_slice_size

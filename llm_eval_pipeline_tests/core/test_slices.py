@@ -221,3 +221,21 @@ def test_sub_slice_intervals_from_the_shared_draw_cover_the_true_mean() -> None:
     coverage = covered / total
     print(f"sub-slice coverage {coverage:.3f}")
     assert total == 900 and 0.93 <= coverage <= 0.97
+
+
+def test_the_margin_floor_keeps_a_near_zero_baseline_from_calling_noise_a_change() -> None:
+    """Against a baseline mean of 0.0003 a relative margin of 2% is 0.000006: a steady
+    +0.01 would be an "improvement"; with a floor of 0.01 it is no change."""
+    examples = _examples(60)
+    ids = examples["example_id"].tolist()
+    members = slice_members(examples, [], set())
+    baseline = pd.DataFrame({"answer_correctness": [0.0003] * 60}, index=ids)
+    rng = np.random.default_rng(0)
+    candidate = baseline + rng.uniform(0.008, 0.0095, size=(60, 1))
+    plain = metric_slices(candidate, baseline, members, ids, ["answer_correctness"], SPEC)
+    assert plain.set_index("slice_key").loc[ALL, "verdict"] == "improvement"
+    floored = replace(SPEC, margin_floor=0.01)
+    table = metric_slices(candidate, baseline, members, ids, ["answer_correctness"], floored)
+    assert table.set_index("slice_key").loc[ALL, "verdict"] == "no_change"
+    power = power_shortfalls(table, ["answer_correctness"], 0.02, 0.01)
+    assert power.loc[0, "margin"] == 0.01

@@ -86,6 +86,7 @@ def metric_slices(
             slice_by=tuple(metrics.slices.slice_by),
             min_slice_size=metrics.slices.min_slice_size,
             relative_margin=metrics.regression.margin,
+            margin_floor=metrics.regression.margin_floor,
             resamples=metrics.bootstrap.resamples,
             seed=metrics.bootstrap.seed,
         )
@@ -183,7 +184,8 @@ def regression_check(done: SlicedPartition, metrics: MetricsResource) -> AssetCh
     everything = table[(table[Slc.KEY] == ALL) & table[Agg.METRIC].isin(compared)]
     metadata: dict[str, object] = {
         "baseline": str(done.baseline),
-        "margin": f"{metrics.regression.margin:.0%} of the baseline mean",
+        "margin": f"{metrics.regression.margin:.0%} of the baseline mean, at least "
+        f"{metrics.regression.margin_floor:g}",
         "compared": MetadataValue.json(compared),
         "not_compared": MetadataValue.json(uncompared),
         "comparison": MetadataValue.md(_markdown(everything)),
@@ -209,7 +211,9 @@ def enough_examples_check(done: SlicedPartition, metrics: MetricsResource) -> As
     """Warns when a regression metric's minimum detectable effect on the whole partition
     exceeds the margin: the day could not have shown a regression of that size."""
     compared, _ = _compared(done, metrics)
-    power = power_shortfalls(done.table, compared, metrics.regression.margin)
+    power = power_shortfalls(
+        done.table, compared, metrics.regression.margin, metrics.regression.margin_floor
+    )
     short = power[power["short"]]
     lines = [
         "| metric | n | minimum detectable effect | margin | examples needed |",
