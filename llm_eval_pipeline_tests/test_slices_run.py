@@ -1,8 +1,10 @@
 """`llm-eval run` with `slice_by` writes metric_slices: a candidate right on one source and
 wrong on the other regresses on that source only."""
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
 
@@ -63,7 +65,6 @@ def test_a_regression_on_one_source_is_found_there(tmp_path: Path) -> None:
     assert "alpha" not in regression.description
 
     # MLflow: the slice table, the slices that changed as metrics, the regressions as a tag
-    import mlflow
     from mlflow import MlflowClient
 
     from llm_eval_pipeline.settings import Settings
@@ -83,11 +84,12 @@ def test_a_regression_on_one_source_is_found_there(tmp_path: Path) -> None:
     assert cand.data.metrics["slice/source/beta/exact_match"] == 0.0
     assert cand.data.metrics["slice/source/beta/exact_match.diff"] == -1.0
     assert "slice/source/alpha/exact_match" not in cand.data.metrics, "no_change: not logged"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # load_table searches through it
-    try:
-        logged = client.load_table(experiment.experiment_id, "slices.json", [cand.info.run_id])
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # as MLflow's load_table finds it (that searches through the global tracking URI,
+    # which a test must not set: MLflow exports it to every later subprocess)
+    assert {"path": "slices.json", "type": "table"} in json.loads(
+        cand.data.tags["mlflow.loggedArtifacts"]
+    )
+    path = client.download_artifacts(cand.info.run_id, "slices.json", str(tmp_path))
+    logged = pd.read_json(path, orient="split")
     assert len(logged) == int((table[Col.MODEL_ID] == "cand").sum())
     assert {"slice_key", "slice_value", "verdict", "q_value"} <= set(logged.columns)
