@@ -449,7 +449,7 @@ INPUT_DRIFT = TableSpec(
     column_docs={
         Drift.TEST: "ids_added | ids_removed | ids_kept | task_mix | prompt_length_psi | "
         "prompt_length_ks | reference_length_psi | reference_length_ks | "
-        "metadata.<field>_mix | prompt_embedding_shift.",
+        "metadata.FIELD_mix (FIELD: each slice_by metadata field) | prompt_embedding_shift.",
         Drift.STATISTIC: "The test's figure (a count for the ids_* rows; chi-square, PSI, "
         "KS D or the distance of mean embeddings).",
         Drift.P_VALUE: "Its p-value (for PSI, by permutation); null for counts.",
