@@ -502,6 +502,17 @@ class LoggedPartition:
     dataset: str
 
 
+# What a run's input dataset holds: the examples, not the model's outputs or scores.
+EVAL_INPUT_COLUMNS = (
+    Col.EXAMPLE_ID,
+    Col.DATASET,
+    Col.TASK,
+    Col.PROMPT,
+    Col.CONTEXT,
+    Col.REFERENCES,
+)
+
+
 def log_day_model(
     store: DeltaStore,
     spec: ModelSpec,
@@ -518,7 +529,7 @@ def log_day_model(
     it): params, every aggregate and its interval, the example table, its slice table
     (when ``metric_slices`` has the partition) and charts. The Delta versions the
     aggregates read join ``tags``."""
-    from llm_eval_pipeline.tracking.mlflow_runs import RunKey, log_eval_run
+    from llm_eval_pipeline.tracking.mlflow_runs import EvalInput, RunKey, log_eval_run
 
     aggregates = store.read_arrow(METRIC_AGGREGATES, _partition(day, spec.name)).to_pandas()
     if aggregates.empty:
@@ -541,6 +552,12 @@ def log_day_model(
         aggregates=aggregates,
         examples=examples.drop(columns=[Col.EVAL_DATE]),
         slices=sliced.drop(columns=[Col.EVAL_DATE, Col.MODEL_ID]) if not sliced.empty else None,
+        eval_input=EvalInput(
+            examples[list(EVAL_INPUT_COLUMNS)],
+            dataset,
+            str(store.path(EVAL_EXAMPLES)),
+            int(first[Agg.EXAMPLES_VERSION]),
+        ),
         artifact_location=artifact_location,
         retries=retries,
         backoff_s=backoff_s,

@@ -18,6 +18,7 @@ transient failures and then raises ``TrackingUnavailable``.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import re
@@ -31,9 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException, RestException
-from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_ARTIFACTS
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from llm_eval_pipeline.core.aggregate import Verdict
@@ -77,6 +78,18 @@ class RunKey:
 
 
 @dataclass(frozen=True)
+class EvalInput:
+    """The eval set a run used, for MLflow's dataset lineage: its rows (MLflow records
+    their digest and schema), the dataset's name, and the Delta table and version they
+    were read from."""
+
+    rows: pd.DataFrame
+    name: str
+    delta_path: str
+    delta_version: int
+
+
+@dataclass(frozen=True)
 class LoggedRun:
     """The run logged to; ``created`` is False when an existing run was found and updated."""
 
@@ -103,6 +116,7 @@ def log_eval_run(
     aggregates: pd.DataFrame,
     examples: pd.DataFrame,
     slices: pd.DataFrame | None = None,
+    eval_input: EvalInput | None = None,
     artifact_location: str | None = None,
     retries: int = 3,
     backoff_s: float = 1.0,
@@ -118,6 +132,10 @@ def log_eval_run(
     metrics ``slice/<key>/<value>/<metric>`` (its mean) with ``.diff`` and ``.q_value``;
     and the tag ``llm_eval.regressed_slices`` naming the regressed ones (``metric
     (key=value)``, comma-separated) or ``none``.
+
+    With ``eval_input``: the eval set as the run's input dataset (context
+    ``evaluation``), its source the Delta table's path and version, so MLflow's Dataset
+    column and lineage show which version of the eval set the run scored.
 
     ``artifact_location`` is used when the experiment is created; by default a sqlite
     store keeps artifacts in ``mlartifacts/`` next to its database file.
@@ -153,6 +171,8 @@ def log_eval_run(
         _log_table(client, run, examples, EXAMPLES_ARTIFACT)
         if slices is not None:
             _log_table(client, run, slices, SLICES_ARTIFACT)
+        if eval_input is not None:
+            _log_input(client, run, eval_input)
         _log_charts(client, run.info.run_id, examples)
 
     target = _Target(tracking_uri, key.dataset, artifact_location, retries, backoff_s)
@@ -353,6 +373,23 @@ def _log_table(client: MlflowClient, run: Run, table: pd.DataFrame, name: str) -
     entry = {"path": name, "type": "table"}
     if entry not in logged:
         client.set_tag(run.info.run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+
+
+def _log_input(client: MlflowClient, run: Run, data: EvalInput) -> None:
+    """The eval set as the run's input; MLflow keeps one input per dataset name and digest
+    (rows and Delta version), so a re-log of the same version adds nothing."""
+    import mlflow.data
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+
+    source = DeltaDatasetSource(path=data.delta_path, delta_table_version=data.delta_version)
+    rows_digest = mlflow.data.from_pandas(data.rows, source=source).digest
+    # MLflow keys a dataset by name and digest: the version joins the digest, or a version
+    # with the same rows as an earlier one would be shown with the earlier one's source
+    digest = hashlib.sha256(f"{rows_digest}@{data.delta_version}".encode()).hexdigest()[:8]
+    dataset = mlflow.data.from_pandas(data.rows, source=source, name=data.name, digest=digest)
+    context = InputTag(MLFLOW_DATASET_CONTEXT, "evaluation")
+    # the client takes entities; _to_mlflow_entity is how mlflow.log_input makes one
+    client.log_inputs(run.info.run_id, [DatasetInput(dataset._to_mlflow_entity(), [context])])
 
 
 def _slice_metrics(slices: pd.DataFrame, day: datetime.date) -> list[Metric]:

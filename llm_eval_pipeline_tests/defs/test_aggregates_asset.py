@@ -2,6 +2,7 @@
 metadata, and the regression checks against the baseline model."""
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,16 @@ def test_mlflow_run_is_reused_and_the_dashboard_follows(chain) -> None:
     assert 0 <= mlflow_run.data.metrics["answer_correctness.ci_low"] <= 1
     names = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
     assert "examples.json" in names
+    # the eval set is the run's input: a Delta source at the version the aggregates read,
+    # logged once however often the partition is logged
+    (logged_input,) = mlflow_run.inputs.dataset_inputs
+    source = json.loads(logged_input.dataset.source)
+    assert logged_input.dataset.source_type == "delta_table"
+    assert source["path"] == str(settings.delta_dir / "eval_examples")
+    aggregates = DeltaStore(settings.delta_dir).read_arrow(METRIC_AGGREGATES).to_pandas()
+    assert source["delta_table_version"] == int(aggregates[Agg.EXAMPLES_VERSION].iloc[0])
+    assert logged_input.dataset.name == "capitals"
+    assert [t.value for t in logged_input.tags] == ["evaluation"]
 
     automation = Definitions(assets=[metric_aggregates, eval_dashboard], resources=resources)
     result = evaluate_automation_conditions(defs=automation, instance=instance)

@@ -65,7 +65,8 @@ def code_version() -> str:
         "it: the model spec and configs as params, every aggregate and its CI as metrics, "
         "the per-example table (mlflow log_table format) and distribution charts; the "
         "slice table, the slice metrics with a verdict other than no_change, and a tag "
-        "naming the regressed slices."
+        "naming the regressed slices; the eval set as the run's input dataset (a Delta "
+        "source with its version)."
     ),
 )
 def mlflow_eval_runs(
