@@ -51,6 +51,7 @@ SLICES_ARTIFACT = "slices.json"
 TAG_REGRESSED_SLICES = "llm_eval.regressed_slices"
 SLICE_METRIC_PREFIX = "slice"
 _TAG_CHARS = 5000
+_NAME_PART_CHARS = 60
 DASHBOARD_ARTIFACT = "dashboard.html"
 # MLflow's UI opens an experiment of this kind on its runs table, not on the GenAI views.
 EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -422,8 +423,15 @@ def regressed_slices(slices: pd.DataFrame) -> str:
 
 def _metric_name_part(value: object) -> str:
     """A slice key or value as MLflow accepts in a metric name (letters, digits, and
-    ``_-. :``; anything else becomes ``_``)."""
-    return re.sub(r"[^\w\-. :]", "_", str(value)) or "_"
+    ``_-. :``; anything else becomes ``_``), at most ``_NAME_PART_CHARS`` long: a longer
+    one is cut and ends with a hash of the whole, so that names stay distinct and under
+    MLflow's 250 characters."""
+    text = str(value)
+    part = re.sub(r"[^\w\-. :]", "_", text) or "_"
+    if len(part) <= _NAME_PART_CHARS:
+        return part
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{part[: _NAME_PART_CHARS - 9]}-{digest}"
 
 
 def _log_charts(client: MlflowClient, run_id: str, examples: pd.DataFrame) -> None:

@@ -353,3 +353,30 @@ def test_run_url() -> None:
 
 def test_charted_metrics_are_metric_columns() -> None:
     assert set(ALL_METRIC_COLUMNS) >= CHART_METRICS
+
+
+def test_slices_are_logged_with_names_mlflow_accepts(store: tuple[str, str]) -> None:
+    """A metadata value of 300 characters with a slash and a quote: the run is logged,
+    the slice metric's name stays under MLflow's limit and two long values stay apart."""
+    from llm_eval_pipeline.core.schema import Slc
+
+    uri, artifacts = store
+    long_value = 'a/"' + "x" * 300
+    rows = [
+        {Slc.KEY: "source", Slc.VALUE: value, Agg.METRIC: "exact_match", Agg.COUNT: 30,
+         Agg.MEAN: 0.1, Slc.DIFF: -0.5, Slc.Q_VALUE: 0.01, Slc.VERDICT: "regression"}
+        for value in (long_value, long_value + "y")
+    ] + [
+        {Slc.KEY: "all", Slc.VALUE: "all", Agg.METRIC: "exact_match", Agg.COUNT: 60,
+         Agg.MEAN: 0.5, Slc.DIFF: 0.0, Slc.Q_VALUE: 1.0, Slc.VERDICT: "no_change"}
+    ]  # fmt: skip
+    logged = log_eval_run(
+        uri, RunKey("long-slices", "m", DAY), params=PARAMS, tags={},
+        aggregates=aggregates(), examples=examples(), slices=pd.DataFrame(rows),
+        artifact_location=artifacts,
+    )  # fmt: skip
+    run = MlflowClient(tracking_uri=uri).get_run(logged.run_id)
+    names = [k for k in run.data.metrics if k.startswith("slice/")]
+    assert len(names) == 6 and all(len(k) <= 250 for k in names)  # 2 slices × 3 values
+    assert not any(k.startswith("slice/all/") for k in names), "no_change is not logged"
+    assert run.data.tags["llm_eval.regressed_slices"].count("exact_match (source=") == 2
