@@ -129,7 +129,7 @@ def log_eval_run(
     the UI read it) and one histogram PNG per metric group under ``charts/``.
 
     With ``slices`` (the partition's ``metric_slices`` rows): the whole table as
-    ``slices.json``; for each slice × metric with a verdict other than ``no_change``, the
+    ``slices.json``; for each tested slice × metric with a verdict other than ``no_change``, the
     metrics ``slice/<key>/<value>/<metric>`` (its mean) with ``.diff`` and ``.q_value``;
     and the tag ``llm_eval.regressed_slices`` naming the regressed ones (``metric
     (key=value)``, comma-separated) or ``none``.
@@ -396,7 +396,10 @@ def _log_input(client: MlflowClient, run: Run, data: EvalInput) -> None:
 def _slice_metrics(slices: pd.DataFrame, day: datetime.date) -> list[Metric]:
     midnight = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
     timestamp, metrics = int(midnight.timestamp() * 1000), []
-    shown = slices[slices[Slc.VERDICT].notna() & (slices[Slc.VERDICT] != Verdict.NO_CHANGE)]
+    # tested slices only: an untested one (under min_slice_size) is inconclusive by rule,
+    # and a field with many small values would flood the run with metrics
+    tested = slices[Slc.P_VALUE].notna() & slices[Slc.VERDICT].notna()
+    shown = slices[tested & (slices[Slc.VERDICT] != Verdict.NO_CHANGE)]
     for row in shown.to_dict("records"):
         name = "/".join(
             [SLICE_METRIC_PREFIX, *(_metric_name_part(row[c]) for c in (Slc.KEY, Slc.VALUE)),

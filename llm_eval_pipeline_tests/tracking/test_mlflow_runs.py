@@ -364,11 +364,16 @@ def test_slices_are_logged_with_names_mlflow_accepts(store: tuple[str, str]) -> 
     long_value = 'a/"' + "x" * 300
     rows = [
         {Slc.KEY: "source", Slc.VALUE: value, Agg.METRIC: "exact_match", Agg.COUNT: 30,
-         Agg.MEAN: 0.1, Slc.DIFF: -0.5, Slc.Q_VALUE: 0.01, Slc.VERDICT: "regression"}
+         Agg.MEAN: 0.1, Slc.DIFF: -0.5, Slc.P_VALUE: 0.01, Slc.Q_VALUE: 0.01,
+         Slc.VERDICT: "regression"}
         for value in (long_value, long_value + "y")
     ] + [
         {Slc.KEY: "all", Slc.VALUE: "all", Agg.METRIC: "exact_match", Agg.COUNT: 60,
-         Agg.MEAN: 0.5, Slc.DIFF: 0.0, Slc.Q_VALUE: 1.0, Slc.VERDICT: "no_change"}
+         Agg.MEAN: 0.5, Slc.DIFF: 0.0, Slc.P_VALUE: 1.0, Slc.Q_VALUE: 1.0,
+         Slc.VERDICT: "no_change"},
+        {Slc.KEY: "source", Slc.VALUE: "tiny", Agg.METRIC: "exact_match", Agg.COUNT: 3,
+         Agg.MEAN: 0.0, Slc.DIFF: -1.0, Slc.P_VALUE: None, Slc.Q_VALUE: None,
+         Slc.VERDICT: "inconclusive"},
     ]  # fmt: skip
     logged = log_eval_run(
         uri, RunKey("long-slices", "m", DAY), params=PARAMS, tags={},
@@ -379,4 +384,5 @@ def test_slices_are_logged_with_names_mlflow_accepts(store: tuple[str, str]) -> 
     names = [k for k in run.data.metrics if k.startswith("slice/")]
     assert len(names) == 6 and all(len(k) <= 250 for k in names)  # 2 slices × 3 values
     assert not any(k.startswith("slice/all/") for k in names), "no_change is not logged"
+    assert not any(k.startswith("slice/source/tiny/") for k in names), "nor an untested slice"
     assert run.data.tags["llm_eval.regressed_slices"].count("exact_match (source=") == 2
