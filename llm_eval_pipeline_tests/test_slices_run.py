@@ -35,7 +35,10 @@ def test_a_regression_on_one_source_is_found_there(tmp_path: Path) -> None:
     llm_eval(env, "models", "add", "base", "--backend", "precomputed", "--column", "right",
              "--baseline")  # fmt: skip
     llm_eval(env, "models", "add", "cand", "--backend", "precomputed", "--column", "mixed")
-    llm_eval(env, "run", "--dataset", str(data), "--end", str(latest_day()))
+    out = llm_eval(env, "run", "--dataset", str(data), "--end", str(latest_day()))
+    # the run's summary answers "where": the regressed slice, not the other one
+    assert "Regressions against the baseline" in out and "source=beta: rougeL" in out
+    assert "source=alpha" not in out
 
     table = DeltaStore(home / "delta").read_arrow(METRIC_SLICES).to_pandas()
     cand = table[(table[Col.MODEL_ID] == "cand") & (table[Agg.METRIC] == "exact_match")]

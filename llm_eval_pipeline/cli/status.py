@@ -7,25 +7,34 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from llm_eval_pipeline.core.aggregate import Verdict
 from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
     EXAMPLE_METRICS,
     GENERATIONS,
     HEADLINE_METRICS,
+    INPUT_DRIFT,
     METRIC_AGGREGATES,
+    METRIC_SLICES,
     QUARANTINED_EXAMPLES,
+    Agg,
     Col,
+    Drift,
+    Slc,
     TableSpec,
 )
+from llm_eval_pipeline.core.slices import ALL
 from llm_eval_pipeline.settings import Settings
 
 SUMMARY_TABLES: tuple[TableSpec, ...] = (
     EVAL_EXAMPLES,
     QUARANTINED_EXAMPLES,
+    INPUT_DRIFT,
     GENERATIONS,
     EXAMPLE_METRICS,
     METRIC_AGGREGATES,
+    METRIC_SLICES,
 )
 
 
@@ -65,6 +74,8 @@ def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
                 shown = ", ".join(f"{r[Col.MODEL_ID]}: {r['count_all']} rows" for r in parts)
             print(f"      {day}  {shown or '-'}")
     print_leaderboard(store, days)
+    if days:
+        print_changes(store, settings.regression_metrics, days[-1])
 
 
 def print_leaderboard(store, days: Sequence[dt.date]) -> None:
@@ -90,3 +101,44 @@ def print_leaderboard(store, days: Sequence[dt.date]) -> None:
                 text = f"{'*' if entry.best else ''}{entry.mean:.3f}{ci}"
             cells.append(text.rjust(30))
         print(f"  {model:<20}{''.join(cells)}")
+
+
+def print_changes(store, regression_metrics: Sequence[str], day: dt.date) -> None:
+    """The day's answer to "did anything change, and where": the regression metrics'
+    regressions per model and slice (``metric_slices``) and the drift tests that flagged
+    the day's examples (``input_drift``)."""
+    if store.version(METRIC_SLICES) is not None:
+        slices = store.read_arrow(METRIC_SLICES, {Col.EVAL_DATE: day}).to_pandas()
+        found = slices[
+            (slices[Slc.VERDICT] == Verdict.REGRESSION)
+            & slices[Agg.METRIC].isin(regression_metrics)
+        ]
+        print(
+            f"\nRegressions against the baseline on {day} (metric_slices; difference, "
+            "perplexities in nats, and q-value):"
+        )
+        if found.empty:
+            print("  none")
+        for model, rows in found.groupby(Col.MODEL_ID, sort=True):
+            print(f"  {model}:")
+            for (key, value), cells in rows.groupby([Slc.KEY, Slc.VALUE], sort=False):
+                shown = ", ".join(
+                    f"{m} {d:+.3f} (q {q:.2g})"
+                    for m, d, q in zip(
+                        cells[Agg.METRIC], cells[Slc.DIFF], cells[Slc.Q_VALUE], strict=True
+                    )
+                )
+                print(f"    {key if key == ALL else f'{key}={value}'}: {shown}")
+    if store.version(INPUT_DRIFT) is not None:
+        drift = store.read_arrow(INPUT_DRIFT, {Col.EVAL_DATE: day}).to_pandas()
+        if not drift.empty:
+            flagged = drift[drift[Drift.DRIFTED].eq(True)]
+            ids = drift.set_index(Drift.TEST)[Drift.STATISTIC]
+            counts = ", ".join(
+                f"{int(ids[f'ids_{k}'])} {k}"
+                for k in ("added", "removed", "kept")
+                if f"ids_{k}" in ids
+            )
+            print(f"\nInput drift on {day} (input_drift): example ids {counts}")
+            for detail in flagged[Drift.DETAIL]:
+                print(f"  drifted: {detail}")

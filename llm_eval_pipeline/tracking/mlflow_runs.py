@@ -41,6 +41,7 @@ from llm_eval_pipeline.core.aggregate import Verdict
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.file_lock import exclusive
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg, Slc
+from llm_eval_pipeline.core.slices import ALL
 
 TAG_DATASET = "llm_eval.dataset"
 TAG_MODEL = "llm_eval.model_id"
@@ -417,7 +418,7 @@ def regressed_slices(slices: pd.DataFrame) -> str:
     ``none``; cut to fit an MLflow tag."""
     found = slices[slices[Slc.VERDICT] == Verdict.REGRESSION]
     names = [
-        f"{m} ({k if k == v else f'{k}={v}'})"
+        f"{m} ({k if k == ALL else f'{k}={v}'})"
         for m, k, v in zip(found[Agg.METRIC], found[Slc.KEY], found[Slc.VALUE], strict=True)
     ]
     text = ", ".join(names) or "none"
