@@ -49,7 +49,9 @@ def partition(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
 def run(repetitions: int = 5, quick: bool = False) -> list[Result]:
     n = 1000 if quick else 10_000
     examples, candidate, baseline, generations = partition(n)
-    spec = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=RESAMPLES, seed=0)
+    spec = SliceSpec(
+        min_slice_size=20, relative_margin=0.02, resamples=RESAMPLES, seed=0, margin_floor=0.01
+    )
     earlier = set(examples[Col.EXAMPLE_ID][: n // 2])
 
     def aggregates() -> pd.DataFrame:

@@ -311,7 +311,7 @@ def slice_day_model(
     relative_margin: float,
     resamples: int,
     seed: int,
-    margin_floor: float = 0.0,
+    margin_floor: float,
 ) -> SlicedPartition:
     """Every metric on every slice of the day×model's scored examples, compared with the
     ``baseline``'s on the same examples (``core.slices``), replacing its partition of

@@ -38,9 +38,9 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     capitals = [json.loads(x) for x in data.read_text().splitlines()]
     one = [(c["prompt"], None, c["references"]) for c in capitals]
     days_rows = [one, one, [*one, (extra[0]["prompt"].strip(), None, ["Nile"])]]
-    template = GenerationConfig().prompt_template
+    render = GenerationConfig().render
     cost = sum(
-        estimate_partition(*zip(*r, strict=True), template, 16, Prices(1.0, 4.0)).cost_usd
+        estimate_partition(*zip(*r, strict=True), render, 16, Prices(1.0, 4.0)).cost_usd
         for r in days_rows
     )
     assert f"expected ${cost:,.2f}" in out, out

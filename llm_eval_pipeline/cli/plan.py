@@ -45,7 +45,7 @@ def dry_run(settings: Settings, request: RunRequest) -> int:
                     columns[Col.PROMPT],
                     columns[Col.CONTEXT],
                     columns[Col.REFERENCES],
-                    spec.generation.prompt_template,
+                    spec.generation.render,
                     spec.generation.max_new_tokens,
                     spec.prices,
                 )

@@ -13,7 +13,7 @@ corresponds to ~4 characters", help.openai.com, "What are tokens and how to coun
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,15 +79,16 @@ def estimate_partition(
     prompts: Iterable[str | None],
     contexts: Iterable[str | None],
     references: Iterable[Iterable[str] | None],
-    prompt_template: str,
+    render: Callable[[str, str | None], str],
     max_new_tokens: int,
     prices: Prices | None,
 ) -> Estimate:
-    """:class:`Estimate` of one partition from its examples' texts."""
+    """:class:`Estimate` of one partition from its examples' texts; ``render`` makes a
+    model's input from a prompt and its context (``GenerationConfig.render``)."""
     examples = prompt_tokens = output_tokens = 0
     for prompt, context, refs in zip(prompts, contexts, references, strict=True):
         examples += 1
-        text = prompt_template.format(prompt=prompt or "", context=context or "")
+        text = render(prompt or "", context)
         prompt_tokens += estimated_tokens([text])
         first = next(iter(refs), None) if refs is not None else None
         output_tokens += min(max_new_tokens, estimated_tokens([first]) or max_new_tokens)

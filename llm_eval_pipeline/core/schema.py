@@ -406,7 +406,8 @@ METRIC_SLICES = TableSpec(
         Slc.Q_VALUE: "Benjamini-Hochberg adjusted p-value over every test of the partition.",
         Slc.MDE: "Smallest difference detectable at 80% power and the 5% level, from the "
         "paired standard deviation and the pairs.",
-        Slc.N_NEEDED: "Pairs needed to detect a difference of the regression margin.",
+        Slc.N_NEEDED: "Pairs needed for the mde to come down to the margin (then a "
+        "regression of twice the margin is called one at least 80% of the time).",
         Slc.VERDICT: "regression | improvement | no_change | inconclusive (see "
         "core.aggregate.verdict; a regression or improvement must survive BH); null for the "
         "baseline or without one.",

@@ -22,9 +22,11 @@ definitions and sources):
 A sub-slice with fewer than ``min_slice_size`` pairs gets no test (verdict
 ``inconclusive``); the slice ``all`` is the partition itself and is always tested (two
 pairs or more), so that a small eval set is still compared with its baseline. The margin
-is ``relative_margin`` × |baseline mean| (on the log scale for geometric metrics), and
-at least ``margin_floor``: against a baseline mean near 0, a relative margin alone would
-call a difference of 0.01 on a metric in [0, 1] a regression or an improvement.
+is ``relative_margin`` × |baseline mean| (for geometric metrics, compared on the log
+scale, ``log(1 + relative_margin)``), and at least ``margin_floor``: against a baseline
+mean near 0, a relative margin alone would call a difference of 0.01 on a metric in
+[0, 1] a regression or an improvement. A metric with no better direction (a token count)
+gets its difference and interval but no test.
 
 The bootstrap is vectorised: one Poisson-bootstrap draw of resample counts for the
 partition (``core.aggregate.resample_counts``) serves every slice (its rows' columns of
@@ -54,7 +56,7 @@ from llm_eval_pipeline.core.aggregate import (
     verdict,
 )
 from llm_eval_pipeline.core.metrics.registry import METRICS
-from llm_eval_pipeline.core.metrics.spec import GEOMETRIC
+from llm_eval_pipeline.core.metrics.spec import GEOMETRIC, NEITHER
 from llm_eval_pipeline.core.schema import METRIC_SLICES, Agg, Col, Slc
 
 ALL = "all"
@@ -75,7 +77,7 @@ class SliceSpec:
     relative_margin: float
     resamples: int
     seed: int
-    margin_floor: float = 0.0
+    margin_floor: float
     level: float = 0.95
 
 
@@ -230,7 +232,9 @@ def _paired(
     alpha = 1 - spec.level
     out = []
     for j in range(own.shape[1]):
-        tested = pairs[j] >= min_pairs
+        # a metric with no better direction (a token count) is described, not tested: it
+        # has no verdict to give and would only widen the Benjamini-Hochberg family
+        tested = pairs[j] >= min_pairs and METRICS[metric_names[j]].better != NEITHER
         baseline_mean = float(np.exp(base[j])) if geometric[j] else float(base[j])
         margin = margin_of(metric_names[j], baseline_mean, spec.relative_margin, spec.margin_floor)
         out.append({
@@ -268,16 +272,16 @@ def _verdict_of(row: Mapping[str, object], spec: SliceSpec) -> str:
     return found
 
 
-def margin_of(
-    metric: str, baseline_mean: float, relative_margin: float, floor: float = 0.0
-) -> float:
-    """The margin of indifference of a comparison, in the units of ``diff``:
-    ``relative_margin`` × |baseline mean| (of the log mean for geometric metrics), at
-    least ``floor``; NaN without a baseline mean."""
-    if METRICS[metric].aggregation == GEOMETRIC:
-        baseline_mean = math.log(baseline_mean) if baseline_mean > 0 else math.nan
+def margin_of(metric: str, baseline_mean: float, relative_margin: float, floor: float) -> float:
+    """The margin of indifference of a comparison, in the units of ``diff``, at least
+    ``floor``; NaN without a baseline mean. ``relative_margin`` × |baseline mean| for an
+    arithmetic metric; for a geometric one (compared on the log scale) the log of the
+    ratio ``1 + relative_margin``, the same share of its (geometric) mean whatever that
+    mean is."""
     if not math.isfinite(baseline_mean):
         return math.nan
+    if METRICS[metric].aggregation == GEOMETRIC:
+        return max(math.log1p(relative_margin), floor)
     return max(relative_margin * abs(baseline_mean), floor)
 
 
@@ -290,7 +294,7 @@ def regressions(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 
 
 def power_shortfalls(
-    table: pd.DataFrame, metrics: Sequence[str], relative_margin: float, floor: float = 0.0
+    table: pd.DataFrame, metrics: Sequence[str], relative_margin: float, floor: float
 ) -> pd.DataFrame:
     """Per metric of ``metrics`` compared on the slice ``all``: its ``count``, ``mde``,
     the ``margin`` and ``n_needed``, and ``short`` — whether the mde exceeds the margin

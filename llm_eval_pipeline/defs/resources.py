@@ -96,7 +96,7 @@ class RegressionPolicy(Config):
     metrics: list[str]
     margin: float
     severity: str
-    margin_floor: float = 0.0
+    margin_floor: float
 
 
 class SlicePolicy(Config):

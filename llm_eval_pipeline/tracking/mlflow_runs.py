@@ -379,16 +379,16 @@ def _log_table(client: MlflowClient, run: Run, table: pd.DataFrame, name: str) -
 
 def _log_input(client: MlflowClient, run: Run, data: EvalInput) -> None:
     """The eval set as the run's input; MLflow keeps one input per dataset name and digest
-    (rows and Delta version), so a re-log of the same version adds nothing."""
+    (of the rows), so a re-log of the same rows adds nothing."""
     import mlflow.data
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
 
     source = DeltaDatasetSource(path=data.delta_path, delta_table_version=data.delta_version)
-    rows_digest = mlflow.data.from_pandas(data.rows, source=source).digest
-    # MLflow keys a dataset by name and digest: the version joins the digest, or a version
-    # with the same rows as an earlier one would be shown with the earlier one's source
-    digest = hashlib.sha256(f"{rows_digest}@{data.delta_version}".encode()).hexdigest()[:8]
-    dataset = mlflow.data.from_pandas(data.rows, source=source, name=data.name, digest=digest)
+    # The digest is of the rows alone: the table's version moves with every other day's
+    # ingestion, and a re-log of unchanged rows must not attach a second input. MLflow
+    # keys datasets by name and digest, so the same rows keep the source (version) they
+    # were first logged with; the run's llm_eval.dataset_version tag is always current.
+    dataset = mlflow.data.from_pandas(data.rows, source=source, name=data.name)
     context = InputTag(MLFLOW_DATASET_CONTEXT, "evaluation")
     # the client takes entities; _to_mlflow_entity is how mlflow.log_input makes one
     client.log_inputs(run.info.run_id, [DatasetInput(dataset._to_mlflow_entity(), [context])])
@@ -426,16 +426,20 @@ def regressed_slices(slices: pd.DataFrame) -> str:
 
 
 def _metric_name_part(value: object) -> str:
-    """A slice key or value as MLflow accepts in a metric name (letters, digits, and
-    ``_-. :``; anything else becomes ``_``), at most ``_NAME_PART_CHARS`` long: a longer
-    one is cut and ends with a hash of the whole, so that names stay distinct and under
-    MLflow's 250 characters."""
+    """A slice key or value as a part of an MLflow metric name: as it is when MLflow
+    accepts it (letters, digits, ``_-. :``, not ``.`` or ``..``, at most
+    ``_NAME_PART_CHARS``); otherwise its accepted characters, cut to fit, and a hash of
+    the whole, so that two values never share a name (``a/b`` and ``a_b`` would)."""
     text = str(value)
-    part = re.sub(r"[^\w\-. :]", "_", text) or "_"
-    if len(part) <= _NAME_PART_CHARS:
-        return part
+    if (
+        re.fullmatch(r"[\w\-. :]+", text)
+        and text not in (".", "..")
+        and (len(text) <= _NAME_PART_CHARS)
+    ):
+        return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{part[: _NAME_PART_CHARS - 9]}-{digest}"
+    kept = re.sub(r"[^\w\-. :]", "_", text)[: _NAME_PART_CHARS - 9]
+    return f"{kept}-{digest}"
 
 
 def _log_charts(client: MlflowClient, run_id: str, examples: pd.DataFrame) -> None:

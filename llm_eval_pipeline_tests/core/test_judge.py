@@ -150,20 +150,26 @@ def test_cache_skips_repeat_requests_and_keys_on_content(
     again = judge_correctness(questions, predictions, references, config)
     assert again == first
     assert server.count == 2, "a re-run with the same inputs makes no request"
+    # and counts the tokens the cached verdicts cost when asked: the same table again
+    asked = judge.judge_rows(questions, ["Paris", "Lyon"], references, config)
+    reread = judge.judge_rows(questions, ["Paris", "Lyon"], references, config)
+    assert reread.prompt_tokens == asked.prompt_tokens and all(asked.prompt_tokens)
+    assert reread.output_tokens == asked.output_tokens == [1, 1]
+    assert server.count == 3, "Lyon asked once"
 
     # Reference order does not matter; the key sorts them.
     reordered = [["City of Paris", "Paris"], ["Paris"]]
     assert judge_correctness(questions, predictions, reordered, config) == first
-    assert server.count == 2
+    assert server.count == 3
 
     changed = judge_correctness(questions, ["Paris", "Paris, of course"], references, config)
     assert changed == ([1.0, 1.0], [None, None])
-    assert server.count == 3, "only the changed prediction is asked"
+    assert server.count == 4, "only the changed prediction is asked"
 
     # A new prompt version invalidates the cached verdicts.
     monkeypatch.setattr(judge, "JUDGE_PROMPT_VERSION", "judge-v2")
     judge_correctness(questions, predictions, references, config)
-    assert server.count == 5
+    assert server.count == 6
 
 
 def test_without_cache_dir_every_call_asks_and_duplicates_share_a_request(

@@ -143,7 +143,7 @@ def test_a_partition_estimate_counts_templated_prompts_and_capped_outputs() -> N
         ["abcd" * 10, "xy"],
         ["ctx!" * 5, None],
         [["1234" * 3], []],  # the second has no reference: max_new_tokens expected
-        "{context}\n{prompt}",
+        lambda prompt, context: f"{context or ''}\n{prompt}",
         8,
         Prices(1.0, 2.0),
     )
@@ -152,5 +152,5 @@ def test_a_partition_estimate_counts_templated_prompts_and_capped_outputs() -> N
     assert (estimate.output_tokens, estimate.output_tokens_max) == (3 + 8, 16)
     assert estimate.cost_usd == pytest.approx((17 * 1.0 + 11 * 2.0) / 1000)
     assert estimate.cost_usd_max == pytest.approx((17 + 32) / 1000)
-    free = estimate_partition(["a"], [None], [None], "{prompt}", 4, None)
+    free = estimate_partition(["a"], [None], [None], lambda p, c: p, 4, None)
     assert free.cost_usd is None and free.output_tokens == 4

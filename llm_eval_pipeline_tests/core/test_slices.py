@@ -29,7 +29,7 @@ from llm_eval_pipeline.core.slices import (
 )
 
 SIMULATIONS = 400
-SPEC = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=1000, seed=0)
+SPEC = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=1000, seed=0, margin_floor=0)
 
 
 def test_bootstrap_intervals_cover_the_true_mean_within_two_points_of_nominal() -> None:
@@ -150,7 +150,7 @@ def test_the_whole_partition_is_tested_even_below_the_slice_size() -> None:
     assert (worse[worse["slice_key"] != ALL]["verdict"] == "inconclusive").all()
     same = metric_slices(baseline, baseline, members, ids, ["answer_correctness"], SPEC)
     assert same.set_index("slice_key").loc[ALL, "verdict"] == "no_change"
-    wide = SliceSpec(min_slice_size=20, relative_margin=0.5, resamples=1000, seed=0)
+    wide = replace(SPEC, relative_margin=0.5)
     within = metric_slices(baseline - 0.1, baseline, members, ids, ["answer_correctness"], wide)
     assert within.set_index("slice_key").loc[ALL, "verdict"] == "no_change", "a wide margin"
 
@@ -192,7 +192,7 @@ def test_regressions_and_power_shortfalls_read_the_slice_table() -> None:
     ], "the whole partition first"
     assert set(found["metric"]) == {"exact_match"}
     assert regressions(table, ["rougeL"]).empty, "only the metrics asked for"
-    power = power_shortfalls(table, ["exact_match", "rougeL"], 0.02).set_index("metric")
+    power = power_shortfalls(table, ["exact_match", "rougeL"], 0.02, 0).set_index("metric")
     # rougeL: identical on every example, sd 0, so any difference would show
     assert not power.loc["rougeL", "short"] and power.loc["rougeL", "mde"] == 0
     assert power.loc["exact_match", "margin"] == pytest.approx(0.02)
@@ -210,7 +210,7 @@ def test_sub_slice_intervals_from_the_shared_draw_cover_the_true_mean() -> None:
         {"example_id": ids, "task": ["a", "b", "c"] * 100, "prompt": ids, "metadata": [{}] * 300}
     )
     members = slice_members(examples, ["task"], set())
-    spec = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=500, seed=0)
+    spec = replace(SPEC, resamples=500)
     covered = total = 0
     for seed in range(300):
         values = pd.DataFrame({"rougeL": rng.beta(2.0, 5.0, 300)}, index=ids)

@@ -333,7 +333,9 @@ def test_enough_examples_warns_when_the_day_could_not_show_the_margin(home: Sett
     rng = np.random.default_rng(0)
     baseline = pd.DataFrame({"answer_correctness": rng.uniform(0.4, 0.8, 40)}, index=ids)
     candidate = baseline + rng.normal(0.0, 0.2, size=(40, 1))
-    spec = SliceSpec(min_slice_size=20, relative_margin=0.02, resamples=500, seed=0)
+    spec = SliceSpec(
+        min_slice_size=20, relative_margin=0.02, resamples=500, seed=0, margin_floor=0.01
+    )
     table = metric_slices(
         candidate, baseline, slice_members(examples, [], set()), ids, ["answer_correctness"], spec
     )

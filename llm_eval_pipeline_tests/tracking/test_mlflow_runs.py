@@ -356,8 +356,8 @@ def test_charted_metrics_are_metric_columns() -> None:
 
 
 def test_slices_are_logged_with_names_mlflow_accepts(store: tuple[str, str]) -> None:
-    """A metadata value of 300 characters with a slash and a quote: the run is logged,
-    the slice metric's name stays under MLflow's limit and two long values stay apart."""
+    """Metadata values of 300 characters with a slash and a quote, ".", and "a/b" beside
+    "a_b": the run is logged, names stay under MLflow's limit and apart."""
     from llm_eval_pipeline.core.schema import Slc
 
     uri, artifacts = store
@@ -366,7 +366,7 @@ def test_slices_are_logged_with_names_mlflow_accepts(store: tuple[str, str]) -> 
         {Slc.KEY: "source", Slc.VALUE: value, Agg.METRIC: "exact_match", Agg.COUNT: 30,
          Agg.MEAN: 0.1, Slc.DIFF: -0.5, Slc.P_VALUE: 0.01, Slc.Q_VALUE: 0.01,
          Slc.VERDICT: "regression"}
-        for value in (long_value, long_value + "y")
+        for value in (long_value, long_value + "y", ".", "a/b", "a_b")
     ] + [
         {Slc.KEY: "all", Slc.VALUE: "all", Agg.METRIC: "exact_match", Agg.COUNT: 60,
          Agg.MEAN: 0.5, Slc.DIFF: 0.0, Slc.P_VALUE: 1.0, Slc.Q_VALUE: 1.0,
@@ -382,7 +382,33 @@ def test_slices_are_logged_with_names_mlflow_accepts(store: tuple[str, str]) -> 
     )  # fmt: skip
     run = MlflowClient(tracking_uri=uri).get_run(logged.run_id)
     names = [k for k in run.data.metrics if k.startswith("slice/")]
-    assert len(names) == 6 and all(len(k) <= 250 for k in names)  # 2 slices × 3 values
+    assert len(names) == 15 and all(len(k) <= 250 for k in names)  # 5 slices × 3 values
+    assert "slice/source/a_b/exact_match" in names, "an accepted value is kept as it is"
     assert not any(k.startswith("slice/all/") for k in names), "no_change is not logged"
     assert not any(k.startswith("slice/source/tiny/") for k in names), "nor an untested slice"
-    assert run.data.tags["llm_eval.regressed_slices"].count("exact_match (source=") == 2
+    assert run.data.tags["llm_eval.regressed_slices"].count("exact_match (source=") == 5
+
+
+def test_the_eval_set_is_one_input_whatever_the_tables_version(store: tuple[str, str]) -> None:
+    """Re-logging after another day's ingestion moved eval_examples' version: the same rows
+    stay one input; changed rows are a second dataset."""
+    from llm_eval_pipeline.tracking.mlflow_runs import EvalInput
+
+    uri, artifacts = store
+    rows = examples()[[Col.EXAMPLE_ID, Col.PROMPT]]
+
+    def log_with(version: int, frame: pd.DataFrame) -> LoggedRun:
+        return log_eval_run(
+            uri, RunKey("inputs", "m", DAY), params=PARAMS, tags={}, aggregates=aggregates(),
+            examples=examples(), eval_input=EvalInput(frame, "inputs", "/delta/eval", version),
+            artifact_location=artifacts,
+        )  # fmt: skip
+
+    first, again = log_with(3, rows), log_with(4, rows)
+    assert first.run_id == again.run_id
+    client = MlflowClient(tracking_uri=uri)
+    (found,) = client.get_run(first.run_id).inputs.dataset_inputs
+    assert found.dataset.source_type == "delta_table" and "/delta/eval" in found.dataset.source
+    changed = rows.assign(**{Col.PROMPT: ["q1", "q2", "q3", "new"]})
+    log_with(5, changed)
+    assert len(client.get_run(first.run_id).inputs.dataset_inputs) == 2

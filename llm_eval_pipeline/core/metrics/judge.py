@@ -51,7 +51,7 @@ SPECS: tuple[MetricSpec, ...] = (
     MetricSpec("judge_correctness", GROUP, HIGHER, UNIT,
                "1.0 when the judge model calls the answer CORRECT against the references"),
     MetricSpec("judge_prompt_tokens", GROUP, NEITHER, NON_NEGATIVE,
-               "prompt tokens this row's judge request cost (0: cached, or shared with an "
+               "prompt tokens this row's judge verdict cost when asked (0: shared with an "
                "identical row), from the endpoint's usage"),
     MetricSpec("judge_output_tokens", GROUP, NEITHER, NON_NEGATIVE,
                "output tokens of this row's judge request (0 as above)"),
@@ -126,7 +126,8 @@ def judge_correctness(
 @dataclass(frozen=True)
 class Judged:
     """Per row, in input order: the score, the note, and the prompt and output tokens its
-    request cost (0 for a cached verdict or a row that shared an identical row's request;
+    verdict's request cost (a cached verdict counts what it cost when it was asked, so a
+    re-run gives the same numbers; 0 for a row that shared an identical row's request;
     None where the endpoint reported no usage)."""
 
     scores: list[float | None]
@@ -181,9 +182,12 @@ def judge_rows(
     connection = _open_cache(config.cache_dir) if config.cache_dir else None
     try:
         cached = _cache_get(connection, list(wanted)) if connection is not None else {}
-        for key, verdict in cached.items():
+        for key, (verdict, tokens) in cached.items():
             for i in wanted[key][1]:
                 scores[i] = verdict
+            # what the verdict cost when it was asked, so a re-run gives the same table
+            first = wanted[key][1][0]
+            spent[0][first], spent[1][first] = tokens
         pending = [key for key in wanted if key not in cached]
         log.info(
             "judge %s: %d distinct rows, %d cached, %d to ask",
@@ -198,7 +202,7 @@ def judge_rows(
         outputs = backend.generate(
             [GenerationInput(f"judge-{key[:16]}", wanted[key][0]) for key in pending]
         )
-        fresh: dict[str, float] = {}
+        fresh: dict[str, tuple[float, tuple[int | None, int | None]]] = {}
         for key, output in zip(pending, outputs, strict=True):
             first = wanted[key][1][0]
             spent[0][first], spent[1][first] = output.prompt_tokens, output.output_tokens
@@ -211,7 +215,7 @@ def judge_rows(
                 if verdict is None:
                     note = f"unparsable verdict: {output.output.strip()[:_NOTE_REPLY_CHARS]}"
                 else:
-                    fresh[key] = verdict
+                    fresh[key] = (verdict, (output.prompt_tokens, output.output_tokens))
             for i in wanted[key][1]:
                 scores[i] = verdict
                 notes[i] = note
@@ -260,34 +264,49 @@ def _open_cache(cache_dir: str) -> sqlite3.Connection:
         with connection:
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS judge_cache ("
-                "hash TEXT PRIMARY KEY, verdict REAL NOT NULL, created_at TEXT NOT NULL)"
+                "hash TEXT PRIMARY KEY, verdict REAL NOT NULL, created_at TEXT NOT NULL, "
+                "prompt_tokens INTEGER, output_tokens INTEGER)"
             )
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(judge_cache)")}
+            for column in ("prompt_tokens", "output_tokens"):  # a cache from before tokens
+                if column not in columns:
+                    connection.execute(f"ALTER TABLE judge_cache ADD COLUMN {column} INTEGER")
     except BaseException:
         connection.close()
         raise
     return connection
 
 
-def _cache_get(connection: sqlite3.Connection, keys: list[str]) -> dict[str, float]:
-    found: dict[str, float] = {}
+def _cache_get(
+    connection: sqlite3.Connection, keys: list[str]
+) -> dict[str, tuple[float, tuple[int | None, int | None]]]:
+    """Cached verdicts with the prompt and output tokens their request cost."""
+    found: dict[str, tuple[float, tuple[int | None, int | None]]] = {}
     for start in range(0, len(keys), _SQL_CHUNK):
         chunk = keys[start : start + _SQL_CHUNK]
         marks = ",".join("?" * len(chunk))
-        query = f"SELECT hash, verdict FROM judge_cache WHERE hash IN ({marks})"
+        query = (
+            "SELECT hash, verdict, prompt_tokens, output_tokens FROM judge_cache "
+            f"WHERE hash IN ({marks})"
+        )
         with closing(connection.execute(query, chunk)) as cursor:
-            for key, verdict in cursor.fetchall():
+            for key, verdict, prompt_tokens, output_tokens in cursor.fetchall():
                 if verdict in (0.0, 1.0):
-                    found[key] = float(verdict)
+                    found[key] = (float(verdict), (prompt_tokens, output_tokens))
     return found
 
 
-def _cache_put(connection: sqlite3.Connection, verdicts: dict[str, float]) -> None:
+def _cache_put(
+    connection: sqlite3.Connection,
+    verdicts: dict[str, tuple[float, tuple[int | None, int | None]]],
+) -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    rows = [(key, verdict, now) for key, verdict in verdicts.items()]
+    rows = [(key, v, now, p, o) for key, (v, (p, o)) in verdicts.items()]
     try:
         with connection:
             connection.executemany(
-                "INSERT OR REPLACE INTO judge_cache (hash, verdict, created_at) VALUES (?, ?, ?)",
+                "INSERT OR REPLACE INTO judge_cache "
+                "(hash, verdict, created_at, prompt_tokens, output_tokens) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
     except sqlite3.Error as exc:  # the verdicts are still returned; only reuse is lost

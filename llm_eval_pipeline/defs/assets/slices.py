@@ -16,7 +16,14 @@ from dagster import (
 
 from llm_eval_pipeline.core.aggregate import Verdict
 from llm_eval_pipeline.core.metrics.registry import METRICS
-from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, LOWER_IS_BETTER, METRIC_SLICES, Agg, Slc
+from llm_eval_pipeline.core.schema import (
+    EXAMPLE_METRICS,
+    GEOMETRIC_METRICS,
+    LOWER_IS_BETTER,
+    METRIC_SLICES,
+    Agg,
+    Slc,
+)
 from llm_eval_pipeline.core.slices import ALL, power_shortfalls, regressions
 from llm_eval_pipeline.defs.assets.generation import partition_of
 from llm_eval_pipeline.defs.automation import after_upstream_updates
@@ -59,9 +66,10 @@ WORST_EXAMPLES = 5
         AssetCheckSpec(
             ENOUGH_EXAMPLES_CHECK,
             asset=METRIC_SLICES.name,
-            description="The day had enough examples to see a regression of the margin's "
-            "size: each regression metric's minimum detectable effect (80% power) is at "
-            "most the margin (a warning).",
+            description="The day had enough examples: each regression metric's minimum "
+            "detectable effect (80% power, 5% level) is at most the margin, so that a "
+            "regression of twice the margin is called one at least 80% of the time (a "
+            "warning).",
         ),
     ],
 )
@@ -184,7 +192,8 @@ def regression_check(done: SlicedPartition, metrics: MetricsResource) -> AssetCh
     everything = table[(table[Slc.KEY] == ALL) & table[Agg.METRIC].isin(compared)]
     metadata: dict[str, object] = {
         "baseline": str(done.baseline),
-        "margin": f"{metrics.regression.margin:.0%} of the baseline mean, at least "
+        "margin": f"{metrics.regression.margin:.0%} of the baseline mean (of the geometric "
+        f"mean for perplexities: log(1 + {metrics.regression.margin:g}) nats), at least "
         f"{metrics.regression.margin_floor:g}",
         "compared": MetadataValue.json(compared),
         "not_compared": MetadataValue.json(uncompared),
@@ -216,7 +225,7 @@ def enough_examples_check(done: SlicedPartition, metrics: MetricsResource) -> As
     )
     short = power[power["short"]]
     lines = [
-        "| metric | n | minimum detectable effect | margin | examples needed |",
+        "| metric | n (scored) | minimum detectable effect | margin | pairs needed |",
         "| --- | --- | --- | --- | --- |",
     ]
     for r in power.to_dict("records"):
@@ -230,12 +239,13 @@ def enough_examples_check(done: SlicedPartition, metrics: MetricsResource) -> As
         severity=AssetCheckSeverity.WARN,
         description=(
             f"too few examples to see a regression of the margin's size on "
-            f"{', '.join(short[Agg.METRIC])} (needs "
-            f"{', '.join(f'{n:.0f}' for n in short[Slc.N_NEEDED])})"
+            f"{', '.join(short[Agg.METRIC])} (the minimum detectable effect exceeds the "
+            f"margin; pairs needed: {', '.join(f'{n:.0f}' for n in short[Slc.N_NEEDED])})"
             if not short.empty
             else "no regression metric compared"
             if power.empty
-            else "each regression metric could show a regression of the margin's size"
+            else "each regression metric's minimum detectable effect is within the margin: "
+            "a regression of twice the margin is called one at least 80% of the time"
         ),
         metadata={"power": MetadataValue.md("\n".join(lines))},
     )
@@ -271,12 +281,14 @@ def _worst(done: SlicedPartition, metric: str) -> dict[str, float]:
 
 def _markdown(rows: pd.DataFrame) -> str:
     lines = [
-        "| slice | metric | n | mean | baseline | difference [95% CI] | q | verdict |",
+        "| slice | metric (log: difference in nats) | n | mean | baseline | difference [95% CI] "
+        "| q | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows.to_dict("records"):
+        log = " (log)" if r[Agg.METRIC] in GEOMETRIC_METRICS else ""
         lines.append(
-            f"| {r[Slc.KEY]}={r[Slc.VALUE]} | {r[Agg.METRIC]} | {r[Agg.COUNT]} | "
+            f"| {r[Slc.KEY]}={r[Slc.VALUE]} | {r[Agg.METRIC]}{log} | {r[Agg.COUNT]} | "
             f"{r[Agg.MEAN]:.4f} | {r[Slc.BASELINE_MEAN]:.4f} | {r[Slc.DIFF]:+.4f} "
             f"[{r[Slc.DIFF_CI_LOW]:+.4f}, {r[Slc.DIFF_CI_HIGH]:+.4f}] | "
             f"{r[Slc.Q_VALUE]:.3g} | {r[Slc.VERDICT]} |"
