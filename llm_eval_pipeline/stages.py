@@ -298,6 +298,9 @@ class SlicedPartition:
     baseline: str | None
     scored: pd.DataFrame
     reference: pd.DataFrame | None
+    unmatched: int = 0
+    """Scored rows whose example is no longer in the day's eval_examples (the day was
+    ingested again after scoring): left out of every slice."""
 
 
 def slice_day_model(
@@ -351,7 +354,8 @@ def slice_day_model(
     arrow = pa.Table.from_pandas(table, schema=METRIC_SLICES.schema, preserve_index=False)
     version = store.write_partition(METRIC_SLICES, arrow, partition)
     compared = baseline if reference is not None else None
-    return SlicedPartition(table, version, compared, scored, reference)
+    unmatched = len(scored) - len(examples)
+    return SlicedPartition(table, version, compared, scored, reference, unmatched)
 
 
 # ---------------------------------------------------------------- drift

@@ -101,6 +101,12 @@ def metric_slices(
     except (StageError, ValueError) as exc:
         raise Failure(description=str(exc)) from exc
     table = done.table
+    if done.unmatched:
+        context.log.warning(
+            f"{done.unmatched} scored rows of {model_id} on {day} have no example in the "
+            "day's eval_examples (ingested again since?): left out of the slices; "
+            "materialize the partition's chain again"
+        )
     notable = table[table[Slc.VERDICT].isin(SHOWN_VERDICTS)]
     context.log.info(
         f"{model_id} on {day}: {len(table)} slice × metric rows, "
@@ -138,6 +144,7 @@ def metric_slices(
             "rows": len(table),
             "slices": int(table[[Slc.KEY, Slc.VALUE]].drop_duplicates().shape[0]),
             "baseline": done.baseline or "none",
+            "scored_rows_without_example": done.unmatched,
             "verdicts": MetadataValue.json(
                 {str(k): int(v) for k, v in table[Slc.VERDICT].value_counts().items()}
             ),
