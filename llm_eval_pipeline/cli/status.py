@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from llm_eval_pipeline.core.aggregate import Verdict
 from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
@@ -24,7 +23,7 @@ from llm_eval_pipeline.core.schema import (
     Slc,
     TableSpec,
 )
-from llm_eval_pipeline.core.slices import ALL
+from llm_eval_pipeline.core.slices import regressions, slice_name
 from llm_eval_pipeline.settings import Settings
 
 SUMMARY_TABLES: tuple[TableSpec, ...] = (
@@ -109,10 +108,7 @@ def print_changes(store, regression_metrics: Sequence[str], day: dt.date) -> Non
     the day's examples (``input_drift``)."""
     if store.version(METRIC_SLICES) is not None:
         slices = store.read_arrow(METRIC_SLICES, {Col.EVAL_DATE: day}).to_pandas()
-        found = slices[
-            (slices[Slc.VERDICT] == Verdict.REGRESSION)
-            & slices[Agg.METRIC].isin(regression_metrics)
-        ]
+        found = regressions(slices, regression_metrics)
         print(
             f"\nRegressions against the baseline on {day} (metric_slices; difference, "
             "perplexities in nats, and q-value):"
@@ -128,7 +124,7 @@ def print_changes(store, regression_metrics: Sequence[str], day: dt.date) -> Non
                         cells[Agg.METRIC], cells[Slc.DIFF], cells[Slc.Q_VALUE], strict=True
                     )
                 )
-                print(f"    {key if key == ALL else f'{key}={value}'}: {shown}")
+                print(f"    {slice_name(key, value)}: {shown}")
     if store.version(INPUT_DRIFT) is not None:
         drift = store.read_arrow(INPUT_DRIFT, {Col.EVAL_DATE: day}).to_pandas()
         if not drift.empty:

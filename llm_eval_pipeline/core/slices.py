@@ -126,6 +126,11 @@ def as_mapping(value: object) -> Mapping[str, object]:
     return {}
 
 
+def slice_name(key: str, value: str) -> str:
+    """How a slice is named to a reader: ``all``, or ``key=value``."""
+    return ALL if key == ALL else f"{key}={value}"
+
+
 def label(value: object) -> str:
     """A slice value: the text of ``value``, or ``(missing)`` for None, NaN or ""."""
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):

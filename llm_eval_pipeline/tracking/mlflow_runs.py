@@ -41,7 +41,7 @@ from llm_eval_pipeline.core.aggregate import Verdict
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.file_lock import exclusive
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, PRIMARY_METRICS, Agg, Slc
-from llm_eval_pipeline.core.slices import ALL
+from llm_eval_pipeline.core.slices import slice_name
 
 TAG_DATASET = "llm_eval.dataset"
 TAG_MODEL = "llm_eval.model_id"
@@ -348,13 +348,22 @@ def _agrees(logged: Mapping[str, object], new: Mapping[str, object]) -> bool:
     return all(k in new and new[k] == v for k, v in logged.items())
 
 
-def _metrics(aggregates: pd.DataFrame, day: datetime.date) -> list[Metric]:
+def _midnight_ms(day: datetime.date) -> int:
+    """The day's midnight (UTC) in milliseconds: every metric of a day's run is logged at it."""
     midnight = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
-    timestamp, metrics = int(midnight.timestamp() * 1000), []
+    return int(midnight.timestamp() * 1000)
+
+
+def _finite(value: object) -> bool:
+    return value is not None and not pd.isna(value) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _metrics(aggregates: pd.DataFrame, day: datetime.date) -> list[Metric]:
+    timestamp, metrics = _midnight_ms(day), []
     for row in aggregates.to_dict("records"):
         for stat in _STATS:
             value = row.get(stat)
-            if value is None or pd.isna(value) or not math.isfinite(value):
+            if not _finite(value):
                 continue
             name = row[Agg.METRIC] if stat == Agg.MEAN else f"{row[Agg.METRIC]}.{stat}"
             metrics.append(Metric(name, float(value), timestamp, 0))
@@ -395,8 +404,7 @@ def _log_input(client: MlflowClient, run: Run, data: EvalInput) -> None:
 
 
 def _slice_metrics(slices: pd.DataFrame, day: datetime.date) -> list[Metric]:
-    midnight = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
-    timestamp, metrics = int(midnight.timestamp() * 1000), []
+    timestamp, metrics = _midnight_ms(day), []
     # tested slices only: an untested one (under min_slice_size) is inconclusive by rule,
     # and a field with many small values would flood the run with metrics
     tested = slices[Slc.P_VALUE].notna() & slices[Slc.VERDICT].notna()
@@ -407,9 +415,8 @@ def _slice_metrics(slices: pd.DataFrame, day: datetime.date) -> list[Metric]:
              row[Agg.METRIC]]
         )  # fmt: skip
         for suffix, column in (("", Agg.MEAN), (".diff", Slc.DIFF), (".q_value", Slc.Q_VALUE)):
-            value = row[column]
-            if value is not None and not pd.isna(value) and math.isfinite(value):
-                metrics.append(Metric(name + suffix, float(value), timestamp, 0))
+            if _finite(row[column]):
+                metrics.append(Metric(name + suffix, float(row[column]), timestamp, 0))
     return metrics
 
 
@@ -418,7 +425,7 @@ def regressed_slices(slices: pd.DataFrame) -> str:
     ``none``; cut to fit an MLflow tag."""
     found = slices[slices[Slc.VERDICT] == Verdict.REGRESSION]
     names = [
-        f"{m} ({k if k == ALL else f'{k}={v}'})"
+        f"{m} ({slice_name(k, v)})"
         for m, k, v in zip(found[Agg.METRIC], found[Slc.KEY], found[Slc.VALUE], strict=True)
     ]
     text = ", ".join(names) or "none"

@@ -81,7 +81,8 @@ def metric_aggregates(
     day, model_id = partition_of(context)
     store = delta.store()
     try:
-        spec = next((s for s in models.registry().load() if s.name == model_id), None)
+        specs = models.registry().load()
+        spec = next((s for s in specs if s.name == model_id), None)
         done = aggregate_day_model(
             store,
             day,
@@ -93,7 +94,7 @@ def metric_aggregates(
         )
     except StageError as exc:
         raise Failure(description=str(exc)) from exc
-    baseline = models.registry().baseline()
+    baseline = next((s for s in specs if s.baseline), None)
     day_table = store.read_arrow(METRIC_AGGREGATES, {Col.EVAL_DATE: day}).to_pandas()
     context.log.info(f"{model_id} on {day}: {len(done.table)} metrics aggregated")
     means = done.means

@@ -24,7 +24,7 @@ from llm_eval_pipeline.core.schema import (
     Agg,
     Slc,
 )
-from llm_eval_pipeline.core.slices import ALL, power_shortfalls, regressions
+from llm_eval_pipeline.core.slices import ALL, power_shortfalls, regressions, slice_name
 from llm_eval_pipeline.defs.assets.generation import partition_of
 from llm_eval_pipeline.defs.automation import after_upstream_updates
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema
@@ -261,7 +261,7 @@ def enough_examples_check(done: SlicedPartition, metrics: MetricsResource) -> As
 def _names(rows: pd.DataFrame) -> list[str]:
     """``metric (slice=value)`` of each row, ``metric (all)`` for the whole partition."""
     return [
-        f"{m} ({k if k == ALL else f'{k}={v}'})"
+        f"{m} ({slice_name(k, v)})"
         for m, k, v in zip(rows[Agg.METRIC], rows[Slc.KEY], rows[Slc.VALUE], strict=True)
     ]
 
@@ -270,7 +270,7 @@ def _by_slice(rows: pd.DataFrame, shown: int = 6) -> str:
     """``slice=value (metric, metric); ...`` for the first ``shown`` slices of ``rows``."""
     groups: dict[str, list[str]] = {}
     for m, k, v in zip(rows[Agg.METRIC], rows[Slc.KEY], rows[Slc.VALUE], strict=True):
-        groups.setdefault(k if k == ALL else f"{k}={v}", []).append(m)
+        groups.setdefault(slice_name(k, v), []).append(m)
     text = "; ".join(f"{name} ({', '.join(ms)})" for name, ms in list(groups.items())[:shown])
     more = len(groups) - shown
     return text + (f"; and {more} more slices" if more > 0 else "")
