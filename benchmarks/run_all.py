@@ -27,6 +27,7 @@ SCRIPTS = {
     "spark_stage": ("B5", "B6", "B7"),
     "chain": ("B8",),
     "slices": ("B10",),
+    "dashboard": ("B11",),
 }
 PACKAGES = ("torch", "transformers", "pyspark", "dagster", "mlflow", "deltalake", "pandas")
 

@@ -45,7 +45,7 @@ from llm_eval_pipeline.core.schema import (
     TableSpec,
 )
 from llm_eval_pipeline.delta.store import DeltaStore
-from llm_eval_pipeline.tracking.dashboard import REFERENCE
+from llm_eval_pipeline.tracking.dashboard_data import REFERENCE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -163,8 +162,8 @@ class Verdict:
 
 
 def verdict(metric: str, ci_low: float, ci_high: float, margin: float) -> str:
-    """The :class:`Verdict` of a difference (candidate − baseline, or latest − previous)
-    whose confidence interval is ``[ci_low, ci_high]``; ``margin`` ≥ 0 in its units."""
+    """The :class:`Verdict` of a difference (candidate − baseline) whose confidence
+    interval is ``[ci_low, ci_high]``; ``margin`` ≥ 0 in its units."""
     if math.isnan(ci_low) or math.isnan(ci_high):
         return Verdict.INCONCLUSIVE
     if -margin <= ci_low and ci_high <= margin:
@@ -179,40 +178,6 @@ def verdict(metric: str, ci_low: float, ci_high: float, margin: float) -> str:
     if better_at_least > margin:
         return Verdict.IMPROVEMENT
     return Verdict.INCONCLUSIVE
-
-
-@dataclass(frozen=True)
-class DayChange:
-    """A metric's mean on one day against an earlier day: the change, an interval for it
-    from the two days' independent intervals (the half-widths add in quadrature: an
-    approximation, as the days' examples may overlap), and its :func:`verdict`."""
-
-    change: float
-    ci_low: float
-    ci_high: float
-    verdict: str
-
-    @property
-    def score(self) -> float:
-        """|change| / half-width: above 1, beyond noise at about the 5% level; NaN
-        without an interval."""
-        half = (self.ci_high - self.ci_low) / 2
-        return abs(self.change) / half if half > 0 else math.nan
-
-
-def day_change(
-    metric: str,
-    previous: tuple[float, float, float],
-    latest: tuple[float, float, float],
-    relative_margin: float,
-) -> DayChange:
-    """``previous`` and ``latest`` are (mean, ci_low, ci_high); the margin is
-    ``relative_margin`` × |previous mean|."""
-    (was, was_low, was_high), (now, now_low, now_high) = previous, latest
-    half = math.hypot((was_high - was_low) / 2, (now_high - now_low) / 2)
-    change = now - was
-    low, high = change - half, change + half
-    return DayChange(change, low, high, verdict(metric, low, high, relative_margin * abs(was)))
 
 
 def valid_range(metric: str) -> tuple[float, float]:

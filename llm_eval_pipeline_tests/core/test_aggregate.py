@@ -130,13 +130,6 @@ def test_verdict_comes_from_the_interval_and_the_margin(
     assert verdict(metric, low, high, margin) == expected
 
 
-def test_day_change_of_almost_nothing_is_no_change() -> None:
-    from llm_eval_pipeline.core.aggregate import day_change
-
-    change = day_change("rougeL", (0.5, 0.498, 0.502), (0.50004, 0.498, 0.502), 0.02)
-    assert change.verdict == "no_change" and change.change == pytest.approx(0.00004)
-
-
 def test_cost_and_latency_percentiles_of_a_partition() -> None:
     from llm_eval_pipeline.core.cost import Prices
 

@@ -5,7 +5,6 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     Failure,
@@ -15,6 +14,7 @@ from dagster import (
 )
 
 from llm_eval_pipeline.core.schema import (
+    INPUT_DRIFT,
     METRIC_AGGREGATES,
     METRIC_SLICES,
     Col,
@@ -30,7 +30,8 @@ from llm_eval_pipeline.defs.resources import (
     TrackingResource,
 )
 from llm_eval_pipeline.stages import StageError, example_table, log_day_model
-from llm_eval_pipeline.tracking.dashboard import render_dashboard, worst_examples
+from llm_eval_pipeline.tracking.dashboard import render_dashboard
+from llm_eval_pipeline.tracking.dashboard_data import WORST_N, DashboardData, digest_examples
 from llm_eval_pipeline.tracking.mlflow_runs import (
     TrackingUnavailable,
     log_dashboard,
@@ -122,41 +123,52 @@ def mlflow_eval_runs(
 
 @asset(
     key=DASHBOARD_KEY,
-    deps=[METRIC_AGGREGATES.name],
+    deps=[METRIC_AGGREGATES.name, METRIC_SLICES.name, INPUT_DRIFT.name],
     automation_condition=after_any_upstream_update,
     kinds={"html", "mlflow"},
     group_name=GROUP,
     owners=OWNERS,
     description=(
-        "A self-contained HTML page (no network needed): each metric over the days, one "
-        "line and CI band per model; the latest day's leaderboard; the biggest "
-        "day-over-day changes; each model's worst examples. Refreshed whenever new "
-        "aggregates land; also logged to MLflow."
+        "A self-contained interactive HTML page (Vega-Lite charts inlined; opens from disk, "
+        "no network): controls for models, date range, metric, slice and day; each metric "
+        "over the days with its CI band and the baseline's regressions marked; the chosen "
+        "model against the baseline (paired differences per metric and slice, win/tie/loss "
+        "on examples, a metric × slice heat map); input drift; cost and speed; the latest "
+        f"day's leaderboard; the {WORST_N} worst examples per model and day, searchable. "
+        "Refreshed whenever new aggregates, slices or drift land; also logged to MLflow."
     ),
 )
 def eval_dashboard(
     context: AssetExecutionContext,
     models: ModelsResource,
-    metrics: MetricsResource,
     delta: DeltaStoreResource,
     tracking: TrackingResource,
 ) -> MaterializeResult:
-    """Render the dashboard from the whole gold table and the latest day's examples."""
+    """Render the dashboard from the aggregates, slices and drift tables, and each
+    day×model's worst examples and win/tie/loss counts (read one day×model at a time)."""
     store = delta.store()
     aggregates = store.read_arrow(METRIC_AGGREGATES).to_pandas()
-    worst = []
-    if not aggregates.empty:
-        for model_id, rows in aggregates.groupby(Col.MODEL_ID):
-            latest = max(rows[Col.EVAL_DATE])
-            worst.append(worst_examples(example_table(store, latest, str(model_id))))
-    baseline = models.registry().baseline()
+    baseline_spec = models.registry().baseline()
+    baseline = baseline_spec.name if baseline_spec else None
+    partitions = [
+        (day, sorted(set(rows[Col.MODEL_ID].astype(str))))
+        for day, rows in aggregates.groupby(Col.EVAL_DATE, sort=True)
+    ]
+    worst, outcomes = digest_examples(
+        partitions, lambda day, model: example_table(store, day, model), baseline
+    )
+    data = DashboardData(
+        aggregates=aggregates,
+        slices=store.read_arrow(METRIC_SLICES).to_pandas(),
+        drift=store.read_arrow(INPUT_DRIFT).to_pandas(),
+        examples=worst,
+        outcomes=outcomes,
+        baseline=baseline,
+    )
     html = render_dashboard(
-        aggregates,
-        pd.concat(worst, ignore_index=True) if worst else worst_examples(pd.DataFrame()),
+        data,
         title="LLM evaluation",
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        margin=metrics.regression.margin,
-        baseline=baseline.name if baseline else None,
     )
     folder = Path(tracking.dashboard_dir)
     folder.mkdir(parents=True, exist_ok=True)
