@@ -21,11 +21,11 @@ from llm_eval_pipeline.core.schema import (
     GENERATIONS,
     METRIC_AGGREGATES,
     QUARANTINED_EXAMPLES,
-    Agg,
     Col,
 )
 from llm_eval_pipeline.delta.store import DeltaStore
-from llm_eval_pipeline.demo.models import QA_MODEL, RANDOM_MODEL
+from llm_eval_pipeline.demo.models import QA_MODEL
+from llm_eval_pipeline.demo.week import BATCH64_MODEL, BF16_MODEL, CUT_MAX_NEW_TOKENS, WeekPlan
 from llm_eval_pipeline.settings import get_settings
 from llm_eval_pipeline.tracking.mlflow_runs import experiment_name
 from llm_eval_pipeline_tests.conftest import write_jsonl
@@ -65,71 +65,69 @@ def per_day(table) -> dict[dt.date, int]:
     return {r[Col.EVAL_DATE]: r["count_all"] for r in rows}
 
 
-def test_demo_ingests_and_generates_three_days_for_both_models(spark, tiny_models) -> None:
+def test_demo_week_grows_the_set_backfills_a_new_model_and_plants_a_regression(
+    spark, tiny_models
+) -> None:
     settings = get_settings()
     # the builder reuses models it finds; these were built with a shorter training
     shutil.copytree(tiny_models, settings.models_dir, dirs_exist_ok=True)
     code, out, err = cli(["demo", "--days", "3"])
-    assert code == 0
-    out = out
+    assert code == 0, err
     store = DeltaStore(settings.delta_dir)
     days = [latest_day() - dt.timedelta(days=i) for i in (2, 1, 0)]
+    plan = WeekPlan.of(days)
+    assert plan.join_day == days[1] and plan.regression_day == days[2]
+    # batch_a arrives on day 2 with two bad rows, batch_b on day 3 with one
     counts = per_day(store.read_arrow(EVAL_EXAMPLES))
-    assert {d: counts.get(d) for d in days} == {d: 162 for d in days}
-    assert all(per_day(store.read_arrow(QUARANTINED_EXAMPLES)).get(d, 0) == 0 for d in days)
+    assert [counts.get(d) for d in days] == [130, 146, 162]
+    quarantined = per_day(store.read_arrow(QUARANTINED_EXAMPLES))
+    assert [quarantined.get(d, 0) for d in days] == [0, 2, 1]
+    models = (QA_MODEL, BF16_MODEL, BATCH64_MODEL)
     generated = store.read_arrow(GENERATIONS).group_by([Col.EVAL_DATE, Col.MODEL_ID])
     cells = {
         (r[Col.EVAL_DATE], r[Col.MODEL_ID]): r["count_all"]
         for r in generated.aggregate([([], "count_all")]).to_pylist()
     }
-    assert cells == {(d, m): 162 for d in days for m in (RANDOM_MODEL, QA_MODEL)}
-    assert str(store.path(GENERATIONS)) in out and "tiny-qa: 162 rows" in out
-    assert [s.name for s in ModelRegistry(settings.models_yaml).load()] == [RANDOM_MODEL, QA_MODEL]
+    assert cells == {(d, m): counts[d] for d in days for m in models}
+    registry = {s.name: s for s in ModelRegistry(settings.models_yaml).load()}
+    assert set(models) <= set(registry)
+    assert registry[BF16_MODEL].generation.max_new_tokens == CUT_MAX_NEW_TOKENS
+    assert (settings.home / "config.yaml").exists()
 
     instance = DagsterInstance.from_config(str(settings.dagster_home))
     runs = instance.get_runs()
-    assert runs[0].job_name == "refresh_dashboard" and runs[0].is_success
-    partitions = sorted(r.tags["dagster/partition"] for r in runs[1:10])
-    assert partitions == sorted(
-        [str(d) for d in days] + [f"{d}|{m}" for d in days for m in (RANDOM_MODEL, QA_MODEL)]
+    assert runs[0].job_name == "refresh_dashboard" and all(r.is_success for r in runs)
+    # the new model's earlier days came from the new-model sensor's run requests
+    backfilled = sorted(
+        r.tags["dagster/partition"]
+        for r in runs
+        if r.tags.get("llm_eval/trigger") == "new_model_sensor"
     )
-    assert all(r.is_success for r in runs[:10])
-    assert set(instance.get_dynamic_partitions("models")) >= {RANDOM_MODEL, QA_MODEL}
-    # the baseline (tiny-qa) runs first each day, so the other model's check compares
-    evaluations = [
-        record.event_log_entry.dagster_event.event_specific_data
+    assert backfilled == [f"{d}|{BATCH64_MODEL}" for d in days[:2]]
+    partition_of_run = {r.run_id: r.tags.get("dagster/partition") for r in runs}
+    failed = {
+        (partition_of_run[record.event_log_entry.run_id], data.check_name)
         for record in instance.get_event_records(
             EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         )
-    ]
-    regression = [e for e in evaluations if e.check_name == "no_regression_vs_baseline"]
-    assert len(regression) == 6
-    assert not any("not compared" in (e.description or "") for e in regression)
-    # 162 examples cannot show a 2% change: enough_examples says so for tiny-random
-    power = [e for e in evaluations if e.check_name == "enough_examples"]
-    assert len(power) == 6
-    assert all(e.passed for e in power if "this is the baseline" in str(e.metadata))
-    warned = ("no_regression_vs_baseline", "enough_examples")
-    assert all(e.passed for e in evaluations if e.check_name not in warned)
+        if not (data := record.event_log_entry.dagster_event.event_specific_data).passed
+    }
+    # every check that did not pass is on the partition of the planted regression
+    assert {partition for partition, _ in failed} <= {f"{days[2]}|{BF16_MODEL}"}
 
     aggregates = store.read_arrow(METRIC_AGGREGATES).to_pandas()
-    assert len(aggregates.groupby([Col.EVAL_DATE, Col.MODEL_ID])) == 6
-    latest = aggregates[aggregates[Col.EVAL_DATE] == days[-1]].set_index([Col.MODEL_ID, Agg.METRIC])
-    # these tiny models are trained for 100 steps only: perplexity shows it, ROUGE not yet
-    assert (
-        latest.loc[(QA_MODEL, "reference_perplexity"), Agg.P50]
-        < latest.loc[(RANDOM_MODEL, "reference_perplexity"), Agg.P50]
-    )
+    assert len(aggregates.groupby([Col.EVAL_DATE, Col.MODEL_ID])) == 9
+    assert "The demo week:" in out and f"{BATCH64_MODEL} registered" in out
     assert f"Leaderboard for {days[-1]}" in out
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name("demo_eval"))
     eval_runs = client.search_runs([experiment.experiment_id], "tags.`llm_eval.kind` = 'eval'")
-    assert len(eval_runs) == 6
-    assert {r.data.tags["llm_eval.model_id"] for r in eval_runs} == {RANDOM_MODEL, QA_MODEL}
+    assert len(eval_runs) == 9
+    assert {r.data.tags["llm_eval.model_id"] for r in eval_runs} == set(models)
     dashboard = settings.dashboard_dir / "index.html"
     assert dashboard.as_uri() in out
-    assert QA_MODEL in dashboard.read_text(encoding="utf-8")
+    assert BATCH64_MODEL in dashboard.read_text(encoding="utf-8")
 
 
 def test_models_add_list_remove() -> None:
@@ -182,7 +180,7 @@ def test_run_on_a_users_dataset_for_chosen_models(tmp_path: Path, spark) -> None
         (["run", "--start", "2026-02-03", "--end", "2026-02-01"], "is after --end"),
         (["run", "--end", "2999-01-01"], "is after the latest complete day"),
         (["run", "--start", "2020-01-01", "--end", "2026-01-02"], "before the first partition"),
-        (["demo", "--days", "0"], "at least 1"),
+        (["demo", "--days", "0"], "at least 3"),
         (["run", "--name", "mine"], "--name names the dataset of --dataset"),
     ],
 )

@@ -36,7 +36,6 @@ from llm_eval_pipeline.cli.run import (
     build_demo,
     date_range,
     latest_day,
-    register_demo_models,
     run_pipeline,
 )
 from llm_eval_pipeline.cli.status import show_status
@@ -48,7 +47,7 @@ from llm_eval_pipeline.core.models import (
     ModelSpecError,
     validate_model_name,
 )
-from llm_eval_pipeline.demo import DEMO_DATASET_NAME, demo_dataset_path
+from llm_eval_pipeline.demo.week import DEMO_DAYS, MIN_DAYS
 from llm_eval_pipeline.settings import get_settings
 
 DEBUG_ENV = "LLM_EVAL_DEBUG"
@@ -78,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the pipeline on the shipped demo dataset")
-    demo.add_argument("--days", type=int, default=3, help="how many days up to today (3)")
+    demo = commands.add_parser(
+        "demo", help="a week of evaluation on the shipped demo data, in which things happen"
+    )
+    demo.add_argument(
+        "--days", type=int, default=DEMO_DAYS, help=f"how many days up to yesterday ({DEMO_DAYS})"
+    )
 
     run = commands.add_parser("run", help="run the pipeline on a dataset for a range of days")
     run.add_argument("--dataset", help="dataset file or Delta table (else config.yaml)")
@@ -188,29 +191,29 @@ def run_command(args: argparse.Namespace) -> int:
         build_demo(settings, args.force)
         return 0
     if args.command == "demo":
-        if args.days < 1:
-            raise CliError("--days must be at least 1")
-        end = latest_day()
-        start = end - dt.timedelta(days=args.days - 1)
-        settings = settings.with_dataset(demo_dataset_path(), DEMO_DATASET_NAME)
-        days = date_range(start, end, settings)
-        request = RunRequest(days=days, models=register_demo_models(settings))
-    else:
-        if args.dataset:
-            settings = settings.with_dataset(args.dataset, args.name)
-        elif args.name:
-            if settings.dataset is None:
-                raise CliError(
-                    "--name names the dataset of --dataset (or of `dataset` in "
-                    "config.yaml), and neither is set"
-                )
-            settings = settings.with_dataset(settings.dataset, args.name)
-        end = args.end or latest_day()
-        request = RunRequest(days=date_range(args.start or end, end, settings), models=args.models)
-        if args.dry_run:
-            from llm_eval_pipeline.cli.plan import dry_run
+        from llm_eval_pipeline.cli.demo import run_demo_week
 
-            return dry_run(settings, request)
+        if args.days < MIN_DAYS:
+            raise CliError(f"--days must be at least {MIN_DAYS}")
+        end = latest_day()
+        return run_demo_week(
+            settings, date_range(end - dt.timedelta(days=args.days - 1), end, settings)
+        )
+    if args.dataset:
+        settings = settings.with_dataset(args.dataset, args.name)
+    elif args.name:
+        if settings.dataset is None:
+            raise CliError(
+                "--name names the dataset of --dataset (or of `dataset` in "
+                "config.yaml), and neither is set"
+            )
+        settings = settings.with_dataset(settings.dataset, args.name)
+    end = args.end or latest_day()
+    request = RunRequest(days=date_range(args.start or end, end, settings), models=args.models)
+    if args.dry_run:
+        from llm_eval_pipeline.cli.plan import dry_run
+
+        return dry_run(settings, request)
     return run_pipeline(settings, request)
 
 

@@ -58,53 +58,104 @@ def date_range(start: dt.date, end: dt.date, settings: Settings) -> list[dt.date
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def run_pipeline(settings: Settings, request: RunRequest) -> int:
-    """Materialize the pipeline for each requested day; print what was written."""
-    from dagster import DagsterInstance, MultiPartitionKey
+class Pipeline:
+    """The Dagster instance ``make ui`` opens and the jobs of the definitions, for
+    materializing partitions in this process."""
 
-    from llm_eval_pipeline.definitions import build_definitions
-    from llm_eval_pipeline.defs.jobs import DASHBOARD_JOB, GENERATION_JOB, INGEST_JOB
-    from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
+    def __init__(self, settings: Settings) -> None:
+        from dagster import DagsterInstance
 
+        from llm_eval_pipeline.definitions import build_definitions
+
+        # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
+        # starting at once must not both do it.
+        dagster_home = prepare_dagster_home(settings)
+        with exclusive(dagster_home / "instance.lock"):
+            self.instance = DagsterInstance.from_config(str(dagster_home))
+        self.defs = build_definitions(settings)
+
+    def add_models(self, models: list[str]) -> None:
+        """Give each model its partition of the dynamic model dimension."""
+        from llm_eval_pipeline.defs.partitions import MODELS_PARTITION
+
+        known = set(self.instance.get_dynamic_partitions(MODELS_PARTITION))
+        self.instance.add_dynamic_partitions(
+            MODELS_PARTITION, [m for m in models if m not in known]
+        )
+
+    def ingest(self, day: dt.date, label: str) -> bool:
+        from llm_eval_pipeline.defs.jobs import INGEST_JOB
+
+        return self._execute(INGEST_JOB, day.isoformat(), label)
+
+    def evaluate(self, day: dt.date, model: str, label: str, tags: dict | None = None) -> bool:
+        """Materialize the day×model chain (generations through the MLflow run)."""
+        from dagster import MultiPartitionKey
+
+        from llm_eval_pipeline.defs.jobs import GENERATION_JOB
+
+        key = MultiPartitionKey({Col.EVAL_DATE: day.isoformat(), Col.MODEL_ID: model})
+        return self._execute(GENERATION_JOB, key, label, tags)
+
+    def dashboard(self, label: str) -> bool:
+        from llm_eval_pipeline.defs.jobs import DASHBOARD_JOB
+
+        return self._execute(DASHBOARD_JOB, None, label)
+
+    def _execute(self, job_name: str, partition_key, label: str, tags: dict | None = None) -> bool:
+        job = self.defs.resolve_job_def(job_name)
+        result = job.execute_in_process(
+            partition_key=partition_key,
+            instance=self.instance,
+            raise_on_error=False,
+            run_config=QUIET_LOGS,
+            tags=tags,
+        )
+        print(f"{label}: {job.name} run {result.run_id} {'ok' if result.success else 'FAILED'}")
+        for event in result.get_step_failure_events():
+            error = event.step_failure_data.error
+            user = event.step_failure_data.user_failure_data
+            message = user.description if user and user.description else error.message
+            print(f"  {event.step_key}: {message.strip()}", file=sys.stderr)
+        return result.success
+
+
+def baseline_first(settings: Settings, models: list[str]) -> list[str]:
+    """``models`` (default: every registered one), the baseline first, so that every other
+    model's regression check finds the baseline's metrics of the day."""
     specs = ModelRegistry(settings.models_yaml).load()
     registered = [spec.name for spec in specs]
-    unknown = [name for name in request.models if name not in registered]
+    unknown = [name for name in models if name not in registered]
     if unknown:
         raise CliError(
             f"models {unknown} are not in {settings.models_yaml}; add them with "
             "`llm-eval models add`"
         )
-    # The baseline first on each day, so every other model's regression check finds it.
     baseline = next((spec.name for spec in specs if spec.baseline), None)
-    models = sorted(request.models or registered, key=lambda name: name != baseline)
-    # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
-    # starting at once must not both do it.
-    dagster_home = prepare_dagster_home(settings)
-    with exclusive(dagster_home / "instance.lock"):
-        instance = DagsterInstance.from_config(str(dagster_home))
-    known = set(instance.get_dynamic_partitions(MODELS_PARTITION))
-    instance.add_dynamic_partitions(MODELS_PARTITION, [m for m in models if m not in known])
+    return sorted(models or registered, key=lambda name: name != baseline)
 
-    defs = build_definitions(settings)
-    ingest, generate = defs.resolve_job_def(INGEST_JOB), defs.resolve_job_def(GENERATION_JOB)
+
+def run_pipeline(settings: Settings, request: RunRequest) -> int:
+    """Materialize the pipeline for each requested day; print what was written."""
+    models = baseline_first(settings, request.models)
+    pipeline = Pipeline(settings)
+    pipeline.add_models(models)
     failures = 0
     steps = len(request.days) * (1 + len(models)) + 1
     done = 0
     for day in request.days:
         done += 1
-        if not _execute(ingest, day.isoformat(), instance, f"[{done}/{steps}] {day}"):
+        if not pipeline.ingest(day, f"[{done}/{steps}] {day}"):
             failures += 1
             done += len(models)
             continue
         for model in models:
             done += 1
-            key = MultiPartitionKey({Col.EVAL_DATE: day.isoformat(), Col.MODEL_ID: model})
-            failures += not _execute(generate, key, instance, f"[{done}/{steps}] {day} {model}")
+            failures += not pipeline.evaluate(day, model, f"[{done}/{steps}] {day} {model}")
     if not models:
         print(f"No models registered in {settings.models_yaml}: ingestion only.")
     else:
-        dashboard = defs.resolve_job_def(DASHBOARD_JOB)
-        failures += not _execute(dashboard, None, instance, f"[{steps}/{steps}] dashboard")
+        failures += not pipeline.dashboard(f"[{steps}/{steps}] dashboard")
     print_summary(settings, request.days)
     print_next_steps(settings)
     return 1 if failures else 0
@@ -124,19 +175,6 @@ def print_next_steps(settings: Settings) -> None:
     )
 
 
-def _execute(job, partition_key: str | None, instance, label: str) -> bool:
-    result = job.execute_in_process(
-        partition_key=partition_key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
-    )
-    print(f"{label}: {job.name} run {result.run_id} {'ok' if result.success else 'FAILED'}")
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        user = event.step_failure_data.user_failure_data
-        message = user.description if user and user.description else error.message
-        print(f"  {event.step_key}: {message.strip()}", file=sys.stderr)
-    return result.success
-
-
 def build_demo(settings: Settings, force: bool = False) -> list[str]:
     from llm_eval_pipeline.demo.models import build_demo_models
 
@@ -145,14 +183,3 @@ def build_demo(settings: Settings, force: bool = False) -> list[str]:
         state = "built" if model.built else "already built"
         print(f"{model.name}: {state} at {model.path}")
     return [m.name for m in built]
-
-
-def register_demo_models(settings: Settings) -> list[str]:
-    """Build the demo models if missing and (re)register them; their names."""
-    from llm_eval_pipeline.demo.models import demo_specs
-
-    build_demo(settings)
-    registry = ModelRegistry(settings.models_yaml)
-    for spec in demo_specs(settings.models_dir):
-        registry.add(spec, replace=True)
-    return [spec.name for spec in demo_specs(settings.models_dir)]
