@@ -24,6 +24,7 @@ from llm_eval_pipeline.core.schema import (
 )
 from llm_eval_pipeline.core.slices import regressions, slice_name
 from llm_eval_pipeline.demo import DEMO_DATASET_NAME, demo_dataset_path
+from llm_eval_pipeline.demo.models import QA_MODEL
 from llm_eval_pipeline.demo.week import (
     BATCH64_MODEL,
     BF16_MODEL,
@@ -54,7 +55,7 @@ def run_demo_week(settings: Settings, days: list[dt.date]) -> int:
             f"{config} sets its own regression margins; the demo week was planned with "
             f"{DEMO_MARGINS}"
         )
-    build_demo(settings)
+    build_demo(settings, names=(QA_MODEL,))
     base = write_week_files(
         Path(demo_dataset_path()), settings.home / "demo", settings.incoming, plan
     )

@@ -19,6 +19,7 @@ from llm_eval_pipeline.core.schema import (
     Col,
 )
 from llm_eval_pipeline.demo import demo_dataset_path
+from llm_eval_pipeline.demo.models import DEMO_MODELS
 from llm_eval_pipeline.settings import Settings
 
 # Dagster's step events go to the run's event log (the UI); the terminal gets INFO and up.
@@ -175,10 +176,13 @@ def print_next_steps(settings: Settings) -> None:
     )
 
 
-def build_demo(settings: Settings, force: bool = False) -> list[str]:
+def build_demo(
+    settings: Settings, force: bool = False, names: tuple[str, ...] = DEMO_MODELS
+) -> list[str]:
+    """Build the demo models ``names`` unless they are there."""
     from llm_eval_pipeline.demo.models import build_demo_models
 
-    built = build_demo_models(settings.models_dir, Path(demo_dataset_path()), force=force)
+    built = build_demo_models(settings.models_dir, Path(demo_dataset_path()), force, names=names)
     for model in built:
         state = "built" if model.built else "already built"
         print(f"{model.name}: {state} at {model.path}")

@@ -24,6 +24,7 @@ from llm_eval_pipeline.core.models import DEFAULT_PROMPT_TEMPLATE, GenerationCon
 
 RANDOM_MODEL = "tiny-random"
 QA_MODEL = "tiny-qa"
+DEMO_MODELS = (RANDOM_MODEL, QA_MODEL)
 EOS = "<|endoftext|>"
 PAD = "<pad>"
 VOCAB_SIZE = 2048
@@ -65,7 +66,7 @@ def demo_specs(models_dir: Path) -> list[ModelSpec]:
             generation=demo_generation(),
             baseline=name == QA_MODEL,
         )
-        for name in (RANDOM_MODEL, QA_MODEL)
+        for name in DEMO_MODELS
     ]
 
 
@@ -75,15 +76,16 @@ def build_demo_models(
     force: bool = False,
     log: Callable[[str], None] = print,
     train_steps: int = TRAIN_STEPS,
+    names: tuple[str, ...] = DEMO_MODELS,
 ) -> list[DemoModel]:
-    """Build both models under ``models_dir`` unless they are already there (tests pass a
-    small ``train_steps``)."""
+    """Build the models ``names`` (default: both) under ``models_dir`` unless they are
+    already there (tests pass a small ``train_steps``)."""
     built = []
     records = [
         json.loads(line) for line in dataset.read_text(encoding="utf-8").splitlines() if line
     ]
     tokenizer = None
-    for name in (RANDOM_MODEL, QA_MODEL):
+    for name in names:
         path = models_dir / name
         if (path / INFO_FILE).exists() and not force:
             built.append(DemoModel(name, path, False, 0.0))
