@@ -152,6 +152,20 @@ def _init_model(tokenizer):
     return GPT2LMHeadModel(config)
 
 
+def _answer_loss(model, input_ids, mask, labels):
+    """The mean cross-entropy of the next token at the answer positions: what
+    ``model(..., labels=labels).loss`` gives, with the vocabulary projection computed for
+    those positions only (most of a step's work otherwise goes into projecting the
+    prompt's positions, whose loss is ignored)."""
+    import torch
+
+    hidden = model.transformer(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    scored = targets != -100
+    logits = model.lm_head(hidden[:, :-1][scored])
+    return torch.nn.functional.cross_entropy(logits, targets[scored])
+
+
 def _train(model, tokenizer, records: list[dict], log: Callable[[str], None], steps: int) -> int:
     import torch
 
@@ -178,7 +192,7 @@ def _train(model, tokenizer, records: list[dict], log: Callable[[str], None], st
             input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
             labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
             mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+            loss = _answer_loss(model, input_ids, mask, labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
