@@ -61,7 +61,8 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _references(value: object) -> list[str]:
+def references_of(value: object) -> list[str]:
+    """A cell's references: a list, a JSON list in a string, one string, or none."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return []
     if isinstance(value, str):
@@ -80,11 +81,10 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """The scoring batch columns from a user's file, or an error naming what is missing."""
     if PREDICTION not in frame.columns:
         raise ScoreFileError(f"{path}: no '{PREDICTION}' column (found {list(frame.columns)})")
+    # Without a reference column every row is reference-free: the hallucination group
+    # scores the output against the prompt and context; ROUGE and correctness are null
+    # with the reason in metric_notes.
     ref_columns = [c for c in ("references", "reference") if c in frame.columns]
-    if not ref_columns:
-        raise ScoreFileError(
-            f"{path}: no 'reference' or 'references' column (found {list(frame.columns)})"
-        )
     _check_unicode(frame, path)
     n = len(frame)
     return pd.DataFrame(
@@ -93,7 +93,7 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             Col.PROMPT: frame[Col.PROMPT].fillna("").astype(str) if Col.PROMPT in frame else "",
             Col.CONTEXT: frame.get(Col.CONTEXT, None),
             Col.REFERENCES: [
-                next((refs for c in ref_columns if (refs := _references(row[c]))), [])
+                next((refs for c in ref_columns if (refs := references_of(row[c]))), [])
                 for _, row in frame.iterrows()
             ],
             Col.OUTPUT: [

@@ -240,6 +240,58 @@ def test_score_with_an_nli_model(tmp_path: Path, tiny_nli: Path) -> None:
     assert 0.0 < pd.read_parquet(out)["nli_contradiction"].iloc[0] < 1.0
 
 
+def test_score_a_reference_free_file(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    context = "The Orla bridge opened in 1931. It was designed by Ines Varga."
+    source = write_jsonl(
+        tmp_path / "rag.jsonl",
+        [
+            {"prompt": "Who designed the Orla bridge?", "context": context,
+             "prediction": "Ines Varga designed it."},
+            {"prompt": "Who designed the Orla bridge?", "context": context,
+             "prediction": "It was designed by Tomas Brell in 1950."},
+        ],
+    )  # fmt: skip
+    out = tmp_path / "scores.jsonl"
+    code, printed, err = cli(["score", str(source), "--output", str(out)])
+    assert code == 0, err
+    scores = pd.read_json(out, lines=True)
+    faithful, fabricated = scores["hallucination_index"]
+    assert faithful < fabricated
+    assert scores["rougeL"].isna().all() and scores["answer_correctness"].isna().all()
+    notes = [json.loads(n) for n in scores["metric_notes"]]
+    assert all(n["rouge"] == n["correctness"] == "no references" for n in notes)
+
+
+def test_validate_metric_reports_both_settings_beside_the_length_baseline(
+    tmp_path: Path,
+) -> None:
+    context = "The Orla bridge opened in 1931. It was designed by Ines Varga."
+    question = "Who designed the Orla bridge?"
+    rows = [
+        {"question": question, "context": context, "reference": "Ines Varga",
+         "answer": "Ines Varga", "label": "faithful"},
+        {"question": question, "context": context, "reference": "Ines Varga",
+         "answer": "Tomas Brell, in 1950", "label": "fabricated"},
+        {"question": "When did the Orla bridge open?", "context": context, "reference": None,
+         "answer": "It opened in 1931.", "label": "faithful"},
+        {"question": "When did the Orla bridge open?", "context": context, "reference": None,
+         "answer": "It opened in 1962.", "label": "fabricated"},
+    ]  # fmt: skip
+    source = write_jsonl(tmp_path / "labelled.jsonl", rows)
+    code, printed, err = cli(["validate-metric", str(source), "--label-column", "label"])
+    assert code == 0, err
+    assert "4 rows, 2 labelled 'fabricated'" in printed
+    for line in ("with references hallucination_probability", "reference-free  hallucination_"):
+        assert line in printed
+    assert "answer length (baseline)" in printed and "precision" in printed
+    wrong = cli(["validate-metric", str(source), "--label-column", "verdict"])
+    assert wrong[0] == 1 and "no 'verdict' column" in wrong[2]
+
+
 def test_score_names_a_missing_column(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "x", "answer": "y"}])
     code, _, err = cli(["score", str(source), "--output", str(tmp_path / "o.jsonl")])

@@ -47,6 +47,7 @@ from llm_eval_pipeline.core.models import (
     ModelSpecError,
     validate_model_name,
 )
+from llm_eval_pipeline.data import FABRICATED
 from llm_eval_pipeline.demo.week import DEMO_DAYS, MIN_DAYS
 from llm_eval_pipeline.settings import get_settings
 
@@ -139,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: nli_model from config.yaml)",
     )
 
+    validate = commands.add_parser(
+        "validate-metric",
+        help="how well the hallucination scores separate a labelled file's answers",
+    )
+    validate.add_argument("input", help="JSONL, CSV or Parquet: question/prompt, context, "
+                          "reference (optional), answer/prediction and a label")  # fmt: skip
+    validate.add_argument("--label-column", default="label", help="the label column (label)")
+    validate.add_argument(
+        "--positive", default=FABRICATED, help=f"the label of hallucinated rows ({FABRICATED})"
+    )
+    validate.add_argument("--output-column", help="the judged answer (prediction or answer)")
+    validate.add_argument("--group-column", help="rows of one question (group, else prompt)")
+
     status_parser = commands.add_parser("status", help="the Delta tables and the leaderboard")
     status_parser.add_argument("--days", type=int, default=3, help="latest days shown (3)")
 
@@ -184,6 +198,14 @@ def run_command(args: argparse.Namespace) -> int:
         registry = ModelRegistry(settings.models_yaml)
         nli = args.nli_model or settings.nli_model
         score_file(Path(args.input), Path(args.output), groups, args.model, registry, nli)
+        return 0
+    if args.command == "validate-metric":
+        from llm_eval_pipeline.cli.validate import validate_metric
+
+        validate_metric(
+            Path(args.input), args.label_column, args.positive, args.output_column,
+            args.group_column,
+        )  # fmt: skip
         return 0
     if args.command == "status":
         return show_status(settings, max(1, args.days))

@@ -263,6 +263,7 @@ HEADLINE_METRICS: tuple[str, ...] = (
 PRIMARY_METRICS: tuple[str, ...] = (
     "answer_correctness",
     "hallucination_index",
+    "hallucinated",
     "judge_correctness",
     "semantic_similarity",
     "token_f1",

@@ -3,7 +3,6 @@
 import json
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,9 @@ import pytest
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.schema import METRIC_COLUMNS, METRIC_NOTES, Col
 from llm_eval_pipeline.core.scoring import NO_OUTPUT, NO_REFERENCES, score_batch
+from llm_eval_pipeline.data import faithfulness_parts
 
-LABELLED = Path(__file__).parent.parent / "data" / "faithfulness.jsonl"
+LABELLED = faithfulness_parts()[0]
 NO_PPL = MetricConfig(groups=("rouge", "correctness", "hallucination"))
 
 

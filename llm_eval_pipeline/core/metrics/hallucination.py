@@ -28,9 +28,22 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     evidence affirms or affirms one it negates ("spiders are not arachnids" against
     "spiders are arachnids rather than insects"; negations of time such as "has not
     erupted since 1707" deny nothing), or it reverses a "from A to B" of the evidence.
+``wrong_comparison`` (only for comparison questions the evidence decides)
+    For a question "which is longer, A or B?" (a comparative or superlative and two
+    candidates before the question mark), the number the evidence gives each candidate
+    (a year for "first", "earlier", "more recently" and the like; another number for
+    "longer", "more", "fewer" and the like), in the sentence naming it or the one after;
+    1.0 when the output's first sentence names the candidate those numbers rule out
+    (alone, or before the other), 0.0 when it names the other; absent when the question
+    is no such comparison or the evidence does not decide it.
 ``nli_contradiction`` (only when ``MetricConfig.nli_model`` is set)
     The probability of the contradiction (or hallucination) label of a local
     sequence-classification model given premise = evidence, hypothesis = output.
+
+Beside the index, ``hallucination_probability`` reads the lexical components through the
+shipped logistic calibration (``calibration.py``: fitted on the project's labelled
+data, with and without references) and ``hallucinated`` flags it at the calibration's
+threshold.
 
 The components follow the entity/number overlap and unigram support checks used for
 factual consistency in summarisation (e.g. Nan et al. 2021, "Entity-level Factual
@@ -46,6 +59,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from llm_eval_pipeline.core.metrics.calibration import shipped
 from llm_eval_pipeline.core.metrics.rouge import split_sentences
 from llm_eval_pipeline.core.metrics.spec import LOWER, UNIT, MetricSpec
 
@@ -61,11 +75,20 @@ SPECS: tuple[MetricSpec, ...] = (
                "1 - recall of the best reference's content words"),
     MetricSpec("contradiction", GROUP, LOWER, UNIT,
                "1.0 when a sentence contradicts its aligned evidence (antonym, negation)"),
+    MetricSpec("wrong_comparison", GROUP, LOWER, UNIT,
+               "1.0 when a comparison question is answered with the candidate the "
+               "evidence's numbers rule out"),
     MetricSpec("nli_contradiction", GROUP, LOWER, UNIT,
                "contradiction probability of a local NLI model, premise = evidence"),
+    MetricSpec("hallucination_probability", GROUP, LOWER, UNIT,
+               "calibrated probability that the answer is fabricated (core.metrics.calibration)"),
+    MetricSpec("hallucinated", GROUP, LOWER, UNIT,
+               "1.0 when hallucination_probability reaches the shipped threshold; its mean "
+               "is the share of answers flagged"),
 )  # fmt: skip
 
-INDEX, *COMPONENTS = (spec.name for spec in SPECS)
+INDEX = SPECS[0].name
+PROBABILITY, FLAG = SPECS[-2].name, SPECS[-1].name
 
 _STOPWORD_TEXT = """
     a about above after again against all also am an and any are as at be because been before
@@ -421,6 +444,79 @@ def content_support(output: str, evidence: Evidence) -> tuple[float, float]:
     return (unsupported / total if total else 0.0), contradiction
 
 
+_SENSE_WORDS = {
+    # "early"/"late": compare years; "big"/"small": compare other numbers
+    "early": "first earlier earliest older oldest before sooner",
+    "late": "later latest last newer newest younger youngest recently recent",
+    "big": "longer longest taller tallest larger largest bigger biggest higher highest more "
+    "most heavier heaviest deeper deepest wider widest faster fastest greater greatest "
+    "farther further hotter warmer stronger",
+    "small": "shorter shortest smaller smallest lower lowest fewer fewest less least lighter "
+    "lightest shallower narrower slower slowest closer nearer cooler colder weaker cheaper",
+}
+_SENSES = {sense: frozenset(words.split()) for sense, words in _SENSE_WORDS.items()}
+_CANDIDATE = r"((?:the\s+)?[A-Z0-9][\w'’\-]*(?:\s+(?:of\s+|the\s+)?[A-Z0-9][\w'’\-]*)*)"
+_EITHER = re.compile(_CANDIDATE + r"\s+or\s+" + _CANDIDATE + r"\s*\?")
+_YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
+
+
+def _name_stems(name: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(name) if w.lower() not in STOPWORDS]
+
+
+def _names_in(text: str, stems: list[str]) -> bool:
+    found = _all_stems(text)
+    return bool(stems) and all(s in found for s in stems)
+
+
+def _candidate_value(sentences: list[str], own: list[str], other: list[str], years: bool):
+    """The first year (or other number) in a sentence naming the candidate, or in the
+    sentence after it unless that one names the other candidate."""
+    for i, sentence in enumerate(sentences):
+        if not _names_in(sentence, own):
+            continue
+        span = [sentence]
+        if i + 1 < len(sentences) and not _names_in(sentences[i + 1], other):
+            span.append(sentences[i + 1])
+        for text in span:
+            text = _words_to_numbers(text)
+            if years:
+                found = _YEAR.findall(text)
+            else:
+                found = [n for n in _NUMBER.findall(text) if not _YEAR.fullmatch(n)]
+            if found:
+                return float(found[0].replace(",", ""))
+    return None
+
+
+def comparison_verdict(output: str, prompt: str, context: str | None) -> float | None:
+    """``wrong_comparison`` of one output (see the module docstring)."""
+    match = _EITHER.search(prompt)
+    if match is None:
+        return None
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    sense = next((sense for sense, keys in _SENSES.items() if words & keys), None)
+    if sense is None:
+        return None
+    a, b = (_name_stems(match.group(i)) for i in (1, 2))
+    sentences = _sentences(context or "")
+    years = sense in ("early", "late")
+    value_a = _candidate_value(sentences, a, b, years)
+    value_b = _candidate_value(sentences, b, a, years)
+    if value_a is None or value_b is None or value_a == value_b:
+        return None
+    a_wins = (value_a < value_b) == (sense in ("early", "small"))
+    right, wrong = (a, b) if a_wins else (b, a)
+    answer = (_sentences(output) or [output])[0]
+    names_right, names_wrong = _names_in(answer, right), _names_in(answer, wrong)
+    if names_right != names_wrong:
+        return 1.0 if names_wrong else 0.0
+    if not names_right:
+        return None
+    order = [_stem(w) for w in _WORD.findall(answer)]
+    return 1.0 if order.index(wrong[0]) < order.index(right[0]) else 0.0
+
+
 def reference_recall(output: str, references: Sequence[str]) -> float:
     """Share of a reference's content words (stemmed, numbers normalised; all its words
     when it has no content word) found in ``output``; max over references."""
@@ -449,6 +545,7 @@ def hallucination_components(
             "unsupported_content_share": 0.0,
             "unsupported_answer_share": 0.0 if references else None,
             "contradiction": 0.0,
+            "wrong_comparison": None,
         }
     evidence = Evidence.of(prompt, context, references)
     content, contradiction = content_support(output, evidence)
@@ -459,6 +556,7 @@ def hallucination_components(
         if references
         else None,
         "contradiction": contradiction,
+        "wrong_comparison": comparison_verdict(output, prompt, context),
     }
 
 
@@ -487,12 +585,16 @@ def hallucination_scores(
             nli_premise(p, c, r) for p, c, r in zip(prompts, contexts, references, strict=True)
         ]
         contradiction_p = list(nli.contradiction(premises, outputs))
+    calibration = shipped()
     out: dict[str, list[float | None]] = {spec.name: [] for spec in SPECS}
     for lexical, nli_p in zip(components, contradiction_p, strict=True):
         row = {**lexical, "nli_contradiction": nli_p}
         for name, value in row.items():
             out[name].append(value)
         out[INDEX].append(combine(row, weights))
+        probability = calibration.probability(lexical)
+        out[PROBABILITY].append(probability)
+        out[FLAG].append(float(probability >= calibration.threshold))
     return out
 
 

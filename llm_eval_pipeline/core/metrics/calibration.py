@@ -1,0 +1,71 @@
+"""The hallucination probability: a logistic calibration of the index's lexical
+components, so that a user can read a score as a chance and pick a threshold.
+
+    p = 1 / (1 + exp(-(b₀ + Σ bᵢ xᵢ)))
+
+over the features ``FEATURES``: ``unsupported_fact_share``,
+``unsupported_content_share``, ``unsupported_answer_share`` (0 where the example has no
+reference), ``contradiction``, ``wrong_comparison`` (0 where absent) and
+``reference_free`` (1 where the example has no reference, so that the intercept moves for
+examples scored on the evidence alone). ``hallucinated`` is ``p >= threshold``.
+
+The constants live in ``hallucination_calibration.json`` beside this module, written by
+``python -m llm_eval_pipeline.fit_calibration`` from the development part of the
+project's labelled data (``llm_eval_pipeline/data``), never from its test part; the file
+records what it was fitted on. Logistic (Platt) calibration: Platt 1999, "Probabilistic
+outputs for support vector machines".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+FEATURES = (
+    "unsupported_fact_share",
+    "unsupported_content_share",
+    "unsupported_answer_share",
+    "contradiction",
+    "wrong_comparison",
+    "reference_free",
+)
+CONSTANTS = Path(__file__).with_name("hallucination_calibration.json")
+
+
+def features(components: Mapping[str, float | None]) -> list[float]:
+    """The feature vector of one example's lexical components."""
+    reference_free = components.get("unsupported_answer_share") is None
+    values = {
+        **{name: float(components.get(name) or 0.0) for name in FEATURES},
+        "reference_free": 1.0 if reference_free else 0.0,
+    }
+    return [values[name] for name in FEATURES]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    intercept: float
+    coefficients: tuple[float, ...]
+    threshold: float
+
+    def probability(self, components: Mapping[str, float | None]) -> float:
+        z = self.intercept + sum(
+            b * x for b, x in zip(self.coefficients, features(components), strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+@cache
+def shipped() -> Calibration:
+    """The calibration in ``hallucination_calibration.json``."""
+    data = json.loads(CONSTANTS.read_text(encoding="utf-8"))
+    if tuple(data["features"]) != FEATURES:
+        raise ValueError(f"{CONSTANTS}: features {data['features']} are not {list(FEATURES)}")
+    return Calibration(
+        float(data["intercept"]), tuple(float(b) for b in data["coefficients"]),
+        float(data["threshold"]),
+    )  # fmt: skip

@@ -1,0 +1,71 @@
+"""The hallucination calibration and the comparison rule."""
+
+import json
+
+import numpy as np
+import pytest
+
+from llm_eval_pipeline.core.metrics.calibration import CONSTANTS, FEATURES, features, shipped
+from llm_eval_pipeline.core.metrics.hallucination import (
+    comparison_verdict,
+    hallucination_components,
+)
+from llm_eval_pipeline.data import DEV, labelled_rows
+from llm_eval_pipeline.fit_calibration import design, fit_logistic
+
+PASSAGE = (
+    "The Varn Canal was dug in 1812 and runs 64 kilometres. "
+    "The Osel Canal, its rival, opened in 1797; it runs 41 kilometres."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "expected"),
+    [
+        ("Which was dug first, the Varn Canal or the Osel Canal?", "The Osel Canal", 0.0),
+        ("Which was dug first, the Varn Canal or the Osel Canal?", "The Varn Canal", 1.0),
+        ("Which is longer, the Varn Canal or the Osel Canal?", "The Varn Canal is longer.", 0.0),
+        ("Which is shorter, the Varn Canal or the Osel Canal?", "The Varn Canal, by far.", 1.0),
+        ("Which is longer, the Varn Canal or the Osel Canal?", "Osel Canal, not Varn Canal.", 1.0),
+        ("Which is prettier, the Varn Canal or the Osel Canal?", "The Varn Canal", None),
+        ("How long is the Varn Canal?", "64 kilometres", None),
+    ],
+)  # fmt: skip
+def test_a_comparison_answered_with_the_candidate_the_numbers_rule_out(
+    question: str, answer: str, expected: float | None
+) -> None:
+    assert comparison_verdict(answer, question, PASSAGE) == expected
+
+
+def test_the_probability_rises_with_each_sign_of_fabrication() -> None:
+    calibration = shipped()
+    clean = {name: 0.0 for name in FEATURES} | {"unsupported_answer_share": 0.0}
+    base = calibration.probability(clean)
+    assert 0.0 < base < 0.5
+    for name in ("unsupported_fact_share", "contradiction", "unsupported_answer_share"):
+        assert calibration.probability({**clean, name: 1.0}) > base
+    # no reference: the reference_free feature is on
+    assert features({**clean, "unsupported_answer_share": None})[-1] == 1.0
+
+
+def test_the_shipped_constants_are_what_the_script_fits_on_the_dev_part() -> None:
+    x, y = design(labelled_rows(DEV))
+    fitted = fit_logistic(x, y)
+    data = json.loads(CONSTANTS.read_text())
+    assert data["features"] == list(FEATURES)
+    np.testing.assert_allclose(
+        [data["intercept"], *data["coefficients"]], fitted, atol=1e-5, err_msg=str(CONSTANTS)
+    )
+    assert "test" not in data["fitted_on"]
+
+
+def test_a_reference_free_answer_is_scored_on_the_evidence() -> None:
+    parts = hallucination_components(
+        "The Osel Canal was dug in 1750.", "When was the Osel Canal opened?", PASSAGE, []
+    )
+    assert parts["unsupported_answer_share"] is None and parts["unsupported_fact_share"] > 0
+    assert shipped().probability(parts) > shipped().probability(
+        hallucination_components(
+            "It opened in 1797.", "When was the Osel Canal opened?", PASSAGE, []
+        )
+    )
