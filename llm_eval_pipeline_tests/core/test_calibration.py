@@ -9,6 +9,7 @@ from llm_eval_pipeline.core.metrics.calibration import CONSTANTS, FEATURES, feat
 from llm_eval_pipeline.core.metrics.hallucination import (
     comparison_verdict,
     hallucination_components,
+    unbound_relation,
 )
 from llm_eval_pipeline.data import DEV, labelled_rows
 from llm_eval_pipeline.fit_calibration import design, fit_logistic
@@ -69,3 +70,29 @@ def test_a_reference_free_answer_is_scored_on_the_evidence() -> None:
             "It opened in 1797.", "When was the Osel Canal opened?", PASSAGE, []
         )
     )
+
+
+FILM = (
+    "The film Grey Harbour was directed by Lena Ostrova. Marek Vidal starred in Grey "
+    "Harbour, and Ida Sorn wrote its score."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "bound"),
+    [
+        ("Who directed Grey Harbour?", "Lena Ostrova", True),
+        ("Who directed Grey Harbour?", "Marek Vidal", False),
+        ("Who wrote the score of Grey Harbour?", "Ida Sorn", True),
+        ("Who wrote the score of Grey Harbour?", "Lena Ostrova", False),
+        ("About Grey Harbour?", "It was Lena Ostrova who directed Grey Harbour.", True),
+        ("About Grey Harbour?", "It was Marek Vidal who directed Grey Harbour.", False),
+        ("And Marek Vidal?", "He starred in Grey Harbour, which Lena Ostrova directed.", True),
+        ("And Marek Vidal?", "He directed Grey Harbour, in which Lena Ostrova starred.", False),
+    ],
+)  # fmt: skip
+def test_a_relation_built_from_supported_words_must_hold_in_one_evidence_clause(
+    question: str, answer: str, bound: bool
+) -> None:
+    found = unbound_relation(answer, question, FILM)
+    assert found is not None and (found == 0.0) == bound, found

@@ -73,5 +73,6 @@ def test_empty_output_states_nothing() -> None:
         "unsupported_content_share": 0.0,
         "unsupported_answer_share": 0.0,
         "contradiction": 0.0,
+        "unbound_relation": None,
         "wrong_comparison": None,
     }

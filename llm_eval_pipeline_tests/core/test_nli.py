@@ -63,12 +63,9 @@ def test_nli_joins_the_index_with_its_weight(tiny_nli: Path) -> None:
     assert without["nli_contradiction"].isna().all()
     assert all("nli_contradiction" not in notes for notes in scored["metric_notes"])
     for i, row in scored.iterrows():
-        components = row[["unsupported_fact_share", "unsupported_content_share"]].to_dict()
-        components |= {
-            "unsupported_answer_share": row["unsupported_answer_share"],
-            "contradiction": row["contradiction"],
-            "nli_contradiction": expected_p[i],
-        }
+        components = {
+            name: None if pd.isna(row[name]) else row[name] for name in config.hallucination_weights
+        } | {"nli_contradiction": expected_p[i]}
         assert row["hallucination_index"] == pytest.approx(
             combine(components, config.hallucination_weights)
         )

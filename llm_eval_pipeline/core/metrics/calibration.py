@@ -5,9 +5,9 @@ components, so that a user can read a score as a chance and pick a threshold.
 
 over the features ``FEATURES``: ``unsupported_fact_share``,
 ``unsupported_content_share``, ``unsupported_answer_share`` (0 where the example has no
-reference), ``contradiction``, ``wrong_comparison`` (0 where absent) and
-``reference_free`` (1 where the example has no reference, so that the intercept moves for
-examples scored on the evidence alone). ``hallucinated`` is ``p >= threshold``.
+reference), ``contradiction``, ``unbound_relation`` and ``wrong_comparison`` (0 where
+absent), and ``reference_free`` (1 where the example has no reference, so that the
+intercept moves for examples scored on the evidence alone). ``hallucinated`` is ``p >= threshold``.
 
 The constants live in ``hallucination_calibration.json`` beside this module, written by
 ``python -m llm_eval_pipeline.fit_calibration`` from the development part of the
@@ -30,6 +30,7 @@ FEATURES = (
     "unsupported_content_share",
     "unsupported_answer_share",
     "contradiction",
+    "unbound_relation",
     "wrong_comparison",
     "reference_free",
 )

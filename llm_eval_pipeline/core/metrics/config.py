@@ -60,6 +60,7 @@ class MetricConfig:
             "unsupported_content_share": 0.2,
             "unsupported_answer_share": 0.3,
             "contradiction": 0.4,
+            "unbound_relation": 0.2,
             "wrong_comparison": 0.4,
             "nli_contradiction": 0.3,
         }

@@ -28,6 +28,19 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     evidence affirms or affirms one it negates ("spiders are not arachnids" against
     "spiders are arachnids rather than insects"; negations of time such as "has not
     erupted since 1707" deny nothing), or it reverses a "from A to B" of the evidence.
+``unbound_relation`` (absent when nothing can be checked)
+    Relation errors built from supported words ("X directed Y" where the passage says X
+    starred in Y and Z directed it). Evidence and output are cut into clauses (at
+    punctuation, relative pronouns and conjunctions); a clause's anchors are its names and
+    numbers (a clause with none but a pronoun takes the question's; an output clause opened
+    by a relative pronoun adds the previous clause's). Each content word of
+    an output clause that the evidence holds (other than the anchors) is bound when some
+    evidence clause holding the word also holds all the output clause's anchors that the
+    evidence knows; the component is the share unbound. A short answer
+    (``SHORT_ANSWER_WORDS`` words or fewer) is checked the other way round: the question's
+    relation words (its content words other than names and numbers), each against the
+    evidence clauses holding it, and the answer's anchors (or its content words, when it
+    names nothing).
 ``wrong_comparison`` (only for comparison questions the evidence decides)
     For a question "which is longer, A or B?" (a comparative or superlative and two
     candidates before the question mark), the number the evidence gives each candidate
@@ -75,6 +88,9 @@ SPECS: tuple[MetricSpec, ...] = (
                "1 - recall of the best reference's content words"),
     MetricSpec("contradiction", GROUP, LOWER, UNIT,
                "1.0 when a sentence contradicts its aligned evidence (antonym, negation)"),
+    MetricSpec("unbound_relation", GROUP, LOWER, UNIT,
+               "share of relation words whose evidence clauses hold none of the answer's "
+               "names together"),
     MetricSpec("wrong_comparison", GROUP, LOWER, UNIT,
                "1.0 when a comparison question is answered with the candidate the "
                "evidence's numbers rule out"),
@@ -517,6 +533,88 @@ def comparison_verdict(output: str, prompt: str, context: str | None) -> float |
     return 1.0 if order.index(wrong[0]) < order.index(right[0]) else 0.0
 
 
+SHORT_ANSWER_WORDS = 5
+_CLAUSE_BREAK = re.compile(
+    r"([,;:()]|\s[-\u2013\u2014]\s|"
+    r"\b(?:that|which|who|whom|whose|where|while|and|but|after|before|when|whereas)\b)",
+    re.IGNORECASE,
+)
+_RELATIVE = frozenset({"that", "which", "who", "whom", "whose"})
+_PRONOUNS = frozenset({"she", "he", "it", "they", "its", "her", "his", "their"})
+
+
+def _anchors(text: str) -> set[str]:
+    """A text's names (capitalised words that are no stopword or pronoun, stemmed) and
+    numbers."""
+    names = {
+        _stem(w)
+        for w in _WORD.findall(text)
+        if w[0].isupper() and w.lower() not in STOPWORDS | NEGATIONS | _PRONOUNS
+    }
+    return names | _numbers(text)
+
+
+def _clauses(text: str) -> list[tuple[bool, str]]:
+    """The clauses of a sentence, each with whether a relative pronoun opens it."""
+    parts = _CLAUSE_BREAK.split(text)
+    out, relative = [], False
+    for i, part in enumerate(parts):
+        if i % 2:  # a delimiter
+            relative = relative or part.strip().lower() in _RELATIVE
+        elif part.strip() and _WORD.search(part):
+            out.append((relative, part))
+            relative = False
+    return out
+
+
+def unbound_relation(output: str, prompt: str, context: str | None) -> float | None:
+    """``unbound_relation`` of one output (see the module docstring)."""
+    evidence = [
+        (_anchors(clause), _content_stems(clause))
+        for sentence in _sentences(context or "")
+        for _, clause in _clauses(sentence)
+    ]
+    if not evidence:
+        return None
+    known = set().union(*(held for held, _ in evidence))
+    if len(output.split()) <= SHORT_ANSWER_WORDS:
+        anchors = _anchors(output) & known or {
+            s for s in _content_stems(output) if any(s in stems for _, stems in evidence)
+        }
+        relation = {
+            w
+            for w in _content_stems(prompt) - anchors - _anchors(prompt)
+            if any(w in stems for _, stems in evidence)
+        }
+        if not anchors or not relation:
+            return None
+        unbound = sum(
+            not any(anchors <= held | stems for held, stems in evidence if word in stems)
+            for word in relation
+        )
+        return unbound / len(relation)
+    question_anchors = _anchors(prompt)
+    checked = unbound = 0
+    for sentence in _sentences(output):
+        previous: set[str] = set()
+        for relative, clause in _clauses(sentence):
+            anchors = _anchors(clause)
+            if not anchors and {w.lower() for w in _WORD.findall(clause)} & _PRONOUNS:
+                anchors = set(question_anchors)
+            if relative:  # "X, who directed Y": the clause is about X too
+                anchors |= previous
+            previous = anchors
+            anchors = anchors & known
+            if not anchors:
+                continue
+            for word in _content_stems(clause) - anchors:
+                holders = [held for held, stems in evidence if word in stems]
+                if holders:
+                    checked += 1
+                    unbound += not any(anchors <= held for held in holders)
+    return unbound / checked if checked else None
+
+
 def reference_recall(output: str, references: Sequence[str]) -> float:
     """Share of a reference's content words (stemmed, numbers normalised; all its words
     when it has no content word) found in ``output``; max over references."""
@@ -545,6 +643,7 @@ def hallucination_components(
             "unsupported_content_share": 0.0,
             "unsupported_answer_share": 0.0 if references else None,
             "contradiction": 0.0,
+            "unbound_relation": None,
             "wrong_comparison": None,
         }
     evidence = Evidence.of(prompt, context, references)
@@ -556,6 +655,7 @@ def hallucination_components(
         if references
         else None,
         "contradiction": contradiction,
+        "unbound_relation": unbound_relation(output, prompt, context),
         "wrong_comparison": comparison_verdict(output, prompt, context),
     }
 
