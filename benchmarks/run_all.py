@@ -28,6 +28,7 @@ SCRIPTS = {
     "chain": ("B8",),
     "slices": ("B10",),
     "dashboard": ("B11",),
+    "faithfulness": ("B12",),
 }
 PACKAGES = ("torch", "transformers", "pyspark", "dagster", "mlflow", "deltalake", "pandas")
 

@@ -567,13 +567,20 @@ def _clauses(text: str) -> list[tuple[bool, str]]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def _evidence_clauses(context: str) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
+    """Each clause of the evidence: its anchors and its content stems (cached: the
+    answers of one passage share it)."""
+    return tuple(
+        (frozenset(_anchors(clause)), frozenset(_content_stems(clause)))
+        for sentence in _sentences(context)
+        for _, clause in _clauses(sentence)
+    )
+
+
 def unbound_relation(output: str, prompt: str, context: str | None) -> float | None:
     """``unbound_relation`` of one output (see the module docstring)."""
-    evidence = [
-        (_anchors(clause), _content_stems(clause))
-        for sentence in _sentences(context or "")
-        for _, clause in _clauses(sentence)
-    ]
+    evidence = _evidence_clauses(context or "")
     if not evidence:
         return None
     known = set().union(*(held for held, _ in evidence))
