@@ -61,6 +61,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def text_of(value: object) -> str | None:
+    """A cell as text; None for a missing value (None or NaN)."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
 def references_of(value: object) -> list[str]:
     """A cell's references: a list, a JSON list in a string, one string, or none."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -96,10 +101,7 @@ def to_batch(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
                 next((refs for c in ref_columns if (refs := references_of(row[c]))), [])
                 for _, row in frame.iterrows()
             ],
-            Col.OUTPUT: [
-                None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                for v in frame[PREDICTION]
-            ],
+            Col.OUTPUT: [text_of(v) for v in frame[PREDICTION]],
         }
     )
 

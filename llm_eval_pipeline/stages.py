@@ -465,11 +465,20 @@ def change_since_previous_day(
 # ---------------------------------------------------------------- log
 
 
-def example_table(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
+def day_examples(store: DeltaStore, day: dt.date) -> pd.DataFrame:
+    """The day's ``eval_examples`` (what :func:`example_table` joins to each model)."""
+    return store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}).to_pandas()
+
+
+def example_table(
+    store: DeltaStore, day: dt.date, model_id: str, examples: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every example of one day×model with its output and metrics: the table MLflow's UI
-    browses and the dashboard's worst examples come from."""
+    browses and the dashboard's worst examples come from. ``examples``: the day's
+    :func:`day_examples`, for callers that go through several models of one day."""
     partition = _partition(day, model_id)
-    examples = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}).to_pandas()
+    if examples is None:
+        examples = day_examples(store, day)
     generated = store.read_arrow(GENERATIONS, partition).to_pandas()
     scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
     metric_columns = [c for c in ALL_METRIC_COLUMNS if c in scored and scored[c].notna().any()]

@@ -12,7 +12,7 @@ from llm_eval_pipeline.cli.run import (
     build_demo,
     print_next_steps,
 )
-from llm_eval_pipeline.cli.status import print_summary
+from llm_eval_pipeline.cli.status import partition_counts, print_summary
 from llm_eval_pipeline.core.models import ModelRegistry
 from llm_eval_pipeline.core.schema import (
     EVAL_EXAMPLES,
@@ -168,8 +168,5 @@ def print_week(settings: Settings, plan: WeekPlan) -> None:
 
 
 def _per_day(store, spec) -> dict[dt.date, int]:
-    """Rows per day of a table partitioned by day (empty if it was never written)."""
-    if store.version(spec) is None:
-        return {}
-    counts = store.read_arrow(spec).group_by([Col.EVAL_DATE]).aggregate([([], "count_all")])
-    return {r[Col.EVAL_DATE]: r["count_all"] for r in counts.to_pylist()}
+    """Rows per day of a table partitioned by day alone."""
+    return {r[Col.EVAL_DATE]: r["count_all"] for r in partition_counts(store, spec)}

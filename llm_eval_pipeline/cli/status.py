@@ -51,6 +51,15 @@ def show_status(settings: Settings, last_days: int) -> int:
     return 0
 
 
+def partition_counts(store, spec) -> list[dict]:
+    """Rows per partition of a table: its partition columns and ``count_all``; empty when
+    the table was never written."""
+    if store.version(spec) is None:
+        return []
+    table = store.read_arrow(spec)
+    return table.group_by(list(spec.partition_by)).aggregate([([], "count_all")]).to_pylist()
+
+
 def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
     from llm_eval_pipeline.delta.store import DeltaStore
 
@@ -61,13 +70,11 @@ def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:
         if version is None:
             print(f"  {spec.name:<22} (not written)")
             continue
-        table = store.read_arrow(spec)
-        groups = [c for c in spec.partition_by]
-        counts = table.group_by(groups).aggregate([([], "count_all")]).to_pylist()
+        counts = partition_counts(store, spec)
         print(f"  {spec.name:<22} version {version}  {store.path(spec)}")
         for day in days:
             parts = [r for r in counts if r[Col.EVAL_DATE] == day]
-            if len(groups) == 1:
+            if len(spec.partition_by) == 1:
                 shown = f"{parts[0]['count_all'] if parts else 0} rows"
             else:
                 shown = ", ".join(f"{r[Col.MODEL_ID]}: {r['count_all']} rows" for r in parts)

@@ -18,7 +18,7 @@ from llm_eval_pipeline.core.validation import (
     precision_recall,
     roc_auc,
 )
-from llm_eval_pipeline.score_file import read_table, references_of
+from llm_eval_pipeline.score_file import read_table, references_of, text_of
 
 PROMPT_COLUMNS = ("prompt", "question")
 OUTPUT_COLUMNS = ("prediction", "answer", "output")
@@ -31,10 +31,6 @@ def _pick(frame: pd.DataFrame, wanted: str | None, choices: tuple[str, ...], pat
     if found is None:
         raise UserError(f"{path}: no {' or '.join(repr(c) for c in names)} column")
     return found
-
-
-def _text(value: object) -> str | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def validate_metric(
@@ -59,7 +55,7 @@ def validate_metric(
         raise UserError(f"{path}: {label_column!r} needs rows labelled {positive!r} and others")
     calibration, weights = shipped(), MetricConfig().hallucination_weights
     groups = [str(v) for v in frame[group]]
-    lengths = [answer_length(_text(v)) for v in frame[output]]
+    lengths = [answer_length(text_of(v)) for v in frame[output]]
     settings = {"reference-free": False}
     if ref_column is not None:
         settings = {"with references": True, **settings}
@@ -69,14 +65,14 @@ def validate_metric(
     for setting, use_refs in settings.items():
         index, probability = [], []
         for _, row in frame.iterrows():
-            answer = _text(row[output])
+            answer = text_of(row[output])
             if answer is None:
                 index.append(math.nan)
                 probability.append(math.nan)
                 continue
             refs = references_of(row[ref_column]) if use_refs and ref_column else []
-            context = _text(row["context"]) if "context" in frame.columns else None
-            parts = hallucination_components(answer, _text(row[prompt]) or "", context, refs)
+            context = text_of(row["context"]) if "context" in frame.columns else None
+            parts = hallucination_components(answer, text_of(row[prompt]) or "", context, refs)
             index.append(combine(parts, weights))
             probability.append(calibration.probability(parts))
         scores = {

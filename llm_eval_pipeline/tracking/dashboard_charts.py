@@ -521,7 +521,7 @@ def dashboard_spec(data: DashboardData) -> dict[str, Any] | None:
     views: list[Any] = [_overview(shown, brush), _trends(shown, metrics, brush)]
     datasets: dict[str, list[dict[str, Any]]] = {TREND: records(trend)}
     if compared:
-        slice_metrics = [m for m in metrics if m in set(sliced[Agg.METRIC])]
+        slice_metrics = present(sliced, metrics)
         views += [
             _compare(data, slice_metrics, slices, has_outcomes=len(outcomes) > 0),
             _heatmap(slice_metrics, slices),

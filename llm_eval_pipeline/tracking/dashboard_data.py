@@ -30,7 +30,7 @@ from llm_eval_pipeline.core.schema import (
     Drift,
     Slc,
 )
-from llm_eval_pipeline.core.slices import ALL
+from llm_eval_pipeline.core.slices import ALL, slice_name
 
 WORST_N = 20
 """Examples kept per model and day: the worst ones by :func:`ranking_metric`."""
@@ -167,11 +167,6 @@ def fmt(value: float) -> str:
     return f"{value:,.0f}" if size >= 100 else f"{value:.2f}" if size >= 1 else f"{value:.3f}"
 
 
-def slice_label(key: str, value: str) -> str:
-    """``key=value``; the whole partition is ``all``."""
-    return ALL if key == ALL else f"{key}={value}"
-
-
 # ---------------------------------------------------------------- examples
 
 
@@ -289,10 +284,10 @@ def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
 
 def _with_models(frame: pd.DataFrame, data: DashboardData) -> pd.DataFrame:
     """``frame`` with the day as text, the model's index and its role."""
-    shown = models(data)
     frame[DAY] = day_text(frame[Col.EVAL_DATE]).to_numpy() if len(frame) else []
     frame[Col.EVAL_DATE] = frame[DAY]
-    frame[MODEL_INDEX] = [shown.index(m) for m in frame[Col.MODEL_ID]]
+    index = {model: i for i, model in enumerate(models(data))}
+    frame[MODEL_INDEX] = frame[Col.MODEL_ID].map(index).to_numpy()
     frame[ROLE] = np.where(frame[Col.MODEL_ID] == data.baseline, BASELINE_ROLE, MODEL_ROLE)
     return frame
 
@@ -332,7 +327,7 @@ def _regressions(slices: pd.DataFrame) -> dict[tuple[str, str, str], list[str]]:
         found[Slc.VALUE],
         strict=True,
     ):
-        out.setdefault((day, str(model), metric), []).append(slice_label(key, value))
+        out.setdefault((day, str(model), metric), []).append(slice_name(key, value))
     return out
 
 
@@ -385,9 +380,7 @@ def slice_rows(data: DashboardData) -> pd.DataFrame:
     frame = frame[frame[Slc.DIFF].notna()]
     frame[DAY] = day_text(frame[Col.EVAL_DATE]).to_numpy() if len(frame) else []
     frame[Col.MODEL_ID] = frame[Col.MODEL_ID].astype(str)
-    frame[SLICE] = [
-        slice_label(k, v) for k, v in zip(frame[Slc.KEY], frame[Slc.VALUE], strict=True)
-    ]
+    frame[SLICE] = [slice_name(k, v) for k, v in zip(frame[Slc.KEY], frame[Slc.VALUE], strict=True)]
     frame[LABEL] = [
         _verdict_label(v, q) for v, q in zip(frame[Slc.VERDICT], frame[Slc.Q_VALUE], strict=True)
     ]

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Locator, Page
 
 from llm_eval_pipeline.core.schema import Agg, Col
+from llm_eval_pipeline.core.slices import slice_name
 from llm_eval_pipeline.tracking.dashboard import CHARTS_ID, EMPTY_NOTE, render_dashboard
 from llm_eval_pipeline.tracking.dashboard_charts import (
     BRUSH,
@@ -25,7 +26,7 @@ from llm_eval_pipeline.tracking.dashboard_charts import (
     SLICE_SIGNAL,
     TREND_POINTS_MARK,
 )
-from llm_eval_pipeline.tracking.dashboard_data import DashboardData, slice_label
+from llm_eval_pipeline.tracking.dashboard_data import DashboardData
 from llm_eval_pipeline_tests.browser import PageRecord, browser, open_page  # noqa: F401
 from llm_eval_pipeline_tests.tracking.dashboard_tables import (
     CAND,
@@ -106,7 +107,7 @@ def test_choosing_a_slice_moves_the_heat_map_outline_and_marks_its_regression(
     diamonds = page.locator(f'{POINTS}[aria-label*="regression vs the baseline on: task=qa"]')
     assert diamonds.count() == 1  # the planted one, an ordinary point so far
     small = diamonds.first.bounding_box()
-    planted = slice_label(*PLANTED_SLICE)
+    planted = slice_name(*PLANTED_SLICE)
     control(page, SLICE_SIGNAL).select_option(planted)
     assert signal(opened, SLICE_SIGNAL) == planted
     page.wait_for_function(

@@ -544,14 +544,9 @@ _PRONOUNS = frozenset({"she", "he", "it", "they", "its", "her", "his", "their"})
 
 
 def _anchors(text: str) -> set[str]:
-    """A text's names (capitalised words that are no stopword or pronoun, stemmed) and
-    numbers."""
-    names = {
-        _stem(w)
-        for w in _WORD.findall(text)
-        if w[0].isupper() and w.lower() not in STOPWORDS | NEGATIONS | _PRONOUNS
-    }
-    return names | _numbers(text)
+    """What a clause is about: its names (as ``unsupported_fact_share`` reads them) and
+    its numbers."""
+    return _names(text) | _numbers(text)
 
 
 def _clauses(text: str) -> list[tuple[bool, str]]:

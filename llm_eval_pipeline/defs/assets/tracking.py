@@ -5,6 +5,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pandas as pd
 from dagster import (
     AssetExecutionContext,
     Failure,
@@ -29,7 +30,7 @@ from llm_eval_pipeline.defs.resources import (
     ModelsResource,
     TrackingResource,
 )
-from llm_eval_pipeline.stages import StageError, example_table, log_day_model
+from llm_eval_pipeline.stages import StageError, day_examples, example_table, log_day_model
 from llm_eval_pipeline.tracking.dashboard import render_dashboard
 from llm_eval_pipeline.tracking.dashboard_data import WORST_N, DashboardData, digest_examples
 from llm_eval_pipeline.tracking.mlflow_runs import (
@@ -154,9 +155,15 @@ def eval_dashboard(
         (day, sorted(set(rows[Col.MODEL_ID].astype(str))))
         for day, rows in aggregates.groupby(Col.EVAL_DATE, sort=True)
     ]
-    worst, outcomes = digest_examples(
-        partitions, lambda day, model: example_table(store, day, model), baseline
-    )
+    read: dict[dt.date, pd.DataFrame] = {}  # the day's examples, read once per day
+
+    def load(day: dt.date, model: str) -> pd.DataFrame:
+        if day not in read:
+            read.clear()
+            read[day] = day_examples(store, day)
+        return example_table(store, day, model, read[day])
+
+    worst, outcomes = digest_examples(partitions, load, baseline)
     data = DashboardData(
         aggregates=aggregates,
         slices=store.read_arrow(METRIC_SLICES).to_pandas(),
@@ -187,16 +194,14 @@ def eval_dashboard(
         )
     except TrackingUnavailable as exc:
         raise Failure(description=f"{exc}. The dashboard is written at {path}.") from exc
-    days = sorted(set(aggregates[Col.EVAL_DATE])) if not aggregates.empty else []
+    days = [day for day, _ in partitions]
     context.log.info(f"dashboard written to {path}")
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(path)),
             "open": MetadataValue.url(path.as_uri()),
             "mlflow_run_id": logged.run_id,
-            "models": MetadataValue.json(
-                sorted(set(aggregates[Col.MODEL_ID])) if not aggregates.empty else []
-            ),
+            "models": MetadataValue.json(sorted({m for _, names in partitions for m in names})),
             "days": len(days),
             "latest_day": str(days[-1]) if days else "",
         }
