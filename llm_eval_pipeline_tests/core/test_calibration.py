@@ -96,3 +96,19 @@ def test_a_relation_built_from_supported_words_must_hold_in_one_evidence_clause(
 ) -> None:
     found = unbound_relation(answer, question, FILM)
     assert found is not None and (found == 0.0) == bound, found
+
+
+HOST = "The wasp Tarsa velina lays its eggs inside the larvae of the Morrow moth."
+
+
+@pytest.mark.parametrize(
+    ("answer", "bound"),
+    [
+        ("Tarsa velina lays its eggs inside the larvae of the Morrow moth.", True),
+        ("The Morrow moth lays its eggs inside the larvae of Tarsa velina.", False),
+        ("The larvae of the Morrow moth are where eggs are laid by Tarsa velina.", True),
+    ],
+)  # fmt: skip
+def test_a_relation_whose_roles_are_swapped_is_unbound(answer: str, bound: bool) -> None:
+    found = unbound_relation(answer, "What links Tarsa velina and the Morrow moth?", HOST)
+    assert found is not None and (found == 0.0) == bound, found

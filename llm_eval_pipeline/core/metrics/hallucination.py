@@ -562,14 +562,55 @@ def _clauses(text: str) -> list[tuple[bool, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class _Clause:
+    """A clause's anchors, content stems, and the stems of its words in order."""
+
+    anchors: frozenset[str]
+    stems: frozenset[str]
+    order: tuple[str, ...]
+
+    @classmethod
+    def of(cls, text: str) -> _Clause:
+        return cls(
+            frozenset(_anchors(text)),
+            frozenset(_content_stems(text)),
+            tuple(_stem(w) for w in _WORD.findall(_words_to_numbers(text))),
+        )
+
+    def sides(self, word: str, anchors: set[str]) -> dict[str, bool] | None:
+        """For each anchor found here, whether it comes after ``word``, read in the active
+        voice (a "by" after the word swaps the sides: "Y was directed by X"); None when
+        the word is not here."""
+        if word not in self.order:
+            return None
+        at = self.order.index(word)
+        passive = "by" in self.order[at + 1 :]
+        return {a: (self.order.index(a) > at) != passive for a in anchors if a in self.order}
+
+
+def _reversed(output: _Clause, word: str, anchors: set[str], holders: list[_Clause]) -> bool:
+    """Whether every evidence clause holding ``word`` with ``anchors`` puts two of the
+    anchors on the other sides of it than the output does ("the moth lays its eggs in
+    the skink" where the evidence says "the skink lays its eggs in the moth")."""
+    mine = output.sides(word, anchors)
+    if not mine or len(set(mine.values())) < 2:
+        return False
+    for clause in holders:
+        theirs = clause.sides(word, anchors) or {}
+        shared = [a for a in mine if a in theirs]
+        if not any(mine[a] != theirs[a] for a in shared) or len(shared) < 2:
+            return False
+        if all(mine[a] == theirs[a] for a in shared):
+            return False
+    return True
+
+
 @lru_cache(maxsize=4096)
-def _evidence_clauses(context: str) -> tuple[tuple[frozenset[str], frozenset[str]], ...]:
-    """Each clause of the evidence: its anchors and its content stems (cached: the
-    answers of one passage share it)."""
+def _evidence_clauses(context: str) -> tuple[_Clause, ...]:
+    """Each clause of the evidence (cached: the answers of one passage share it)."""
     return tuple(
-        (frozenset(_anchors(clause)), frozenset(_content_stems(clause)))
-        for sentence in _sentences(context)
-        for _, clause in _clauses(sentence)
+        _Clause.of(clause) for sentence in _sentences(context) for _, clause in _clauses(sentence)
     )
 
 
@@ -578,20 +619,20 @@ def unbound_relation(output: str, prompt: str, context: str | None) -> float | N
     evidence = _evidence_clauses(context or "")
     if not evidence:
         return None
-    known = set().union(*(held for held, _ in evidence))
+    known = set().union(*(c.anchors for c in evidence))
     if len(output.split()) <= SHORT_ANSWER_WORDS:
         anchors = _anchors(output) & known or {
-            s for s in _content_stems(output) if any(s in stems for _, stems in evidence)
+            s for s in _content_stems(output) if any(s in c.stems for c in evidence)
         }
         relation = {
             w
             for w in _content_stems(prompt) - anchors - _anchors(prompt)
-            if any(w in stems for _, stems in evidence)
+            if any(w in c.stems for c in evidence)
         }
         if not anchors or not relation:
             return None
         unbound = sum(
-            not any(anchors <= held | stems for held, stems in evidence if word in stems)
+            not any(anchors <= c.anchors | c.stems for c in evidence if word in c.stems)
             for word in relation
         )
         return unbound / len(relation)
@@ -599,9 +640,9 @@ def unbound_relation(output: str, prompt: str, context: str | None) -> float | N
     checked = unbound = 0
     for sentence in _sentences(output):
         previous: set[str] = set()
-        for relative, clause in _clauses(sentence):
-            anchors = _anchors(clause)
-            if not anchors and {w.lower() for w in _WORD.findall(clause)} & _PRONOUNS:
+        for relative, text in _clauses(sentence):
+            anchors = _anchors(text)
+            if not anchors and {w.lower() for w in _WORD.findall(text)} & _PRONOUNS:
                 anchors = set(question_anchors)
             if relative:  # "X, who directed Y": the clause is about X too
                 anchors |= previous
@@ -609,11 +650,13 @@ def unbound_relation(output: str, prompt: str, context: str | None) -> float | N
             anchors = anchors & known
             if not anchors:
                 continue
-            for word in _content_stems(clause) - anchors:
-                holders = [held for held, stems in evidence if word in stems]
+            clause = _Clause.of(text)
+            for word in clause.stems - anchors:
+                holders = [c for c in evidence if word in c.stems]
                 if holders:
                     checked += 1
-                    unbound += not any(anchors <= held for held in holders)
+                    bound = [c for c in holders if anchors <= c.anchors]
+                    unbound += not bound or _reversed(clause, word, anchors, bound)
     return unbound / checked if checked else None
 
 
@@ -678,8 +721,8 @@ def hallucination_scores(
     weights: Mapping[str, float],
     nli: NliScorer | None = None,
 ) -> dict[str, list[float | None]]:
-    """The index and its components for each output, from its
-    :func:`hallucination_components` (computed once by the caller) and the NLI model,
+    """The index, its components and the calibrated probability for each output, from
+    its :func:`hallucination_components` (computed once by the caller) and the NLI model,
     whose premise is the whole evidence: prompt, context and references."""
     contradiction_p: list[float | None] = [None] * len(outputs)
     if nli is not None:
@@ -689,12 +732,12 @@ def hallucination_scores(
         contradiction_p = list(nli.contradiction(premises, outputs))
     calibration = shipped()
     out: dict[str, list[float | None]] = {spec.name: [] for spec in SPECS}
-    for lexical, nli_p in zip(components, contradiction_p, strict=True):
-        row = {**lexical, "nli_contradiction": nli_p}
+    for parts, nli_p in zip(components, contradiction_p, strict=True):
+        row = {**parts, "nli_contradiction": nli_p}
         for name, value in row.items():
             out[name].append(value)
         out[INDEX].append(combine(row, weights))
-        probability = calibration.probability(lexical)
+        probability = calibration.probability(parts)
         out[PROBABILITY].append(probability)
         out[FLAG].append(float(probability >= calibration.threshold))
     return out
