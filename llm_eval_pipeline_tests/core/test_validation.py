@@ -2,6 +2,7 @@
 
 import collections
 import math
+import json
 
 import pytest
 
@@ -58,3 +59,11 @@ def test_the_labelled_data_splits_by_question_and_pairs_both_labels() -> None:
         assert sum(r["reference"] is None for r in side) >= 50
         assert sum(len(r["answer"].split()) <= 5 for r in side) >= 80
         assert sum(len(r["answer"].split()) >= 10 for r in side) >= 80
+
+
+def test_a_split_is_written_as_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_eval_pipeline.data.__main__ import main
+
+    main([TEST])
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert written == labelled_rows(TEST)

@@ -36,7 +36,10 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     by a relative pronoun adds the previous clause's). Each content word of
     an output clause that the evidence holds (other than the anchors) is bound when some
     evidence clause holding the word also holds all the output clause's anchors that the
-    evidence knows; the component is the share unbound. A short answer
+    evidence knows, unless every such clause puts two of the anchors on the other
+    sides of the word than the output does (roles swapped: "the moth lays its
+    eggs in the wasp"; a "by" after the word reads as the passive voice); the component
+    is the share unbound. A short answer
     (``SHORT_ANSWER_WORDS`` words or fewer) is checked the other way round: the question's
     relation words (its content words other than names and numbers), each against the
     evidence clauses holding it, and the answer's anchors (or its content words, when it
