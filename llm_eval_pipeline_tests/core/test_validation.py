@@ -1,8 +1,8 @@
 """The separation figures of validate-metric, and the shipped labelled data's split."""
 
 import collections
-import math
 import json
+import math
 
 import pytest
 
