@@ -37,6 +37,7 @@ from llm_eval_pipeline.core.schema import (
     INPUT_DRIFT,
     METRIC_AGGREGATES,
     METRIC_CONFIG_HASH,
+    METRIC_NOTES,
     METRIC_SLICES,
     QUARANTINED_EXAMPLES,
     Agg,
@@ -126,15 +127,78 @@ def ingest_day(
 
 @dataclass(frozen=True)
 class GeneratedPartition:
-    table: pa.Table
+    """What was generated and committed, summarised by Spark: the rows stay in Delta."""
+
+    rows: int
+    errors: int
+    output_tokens: int
+    sample: pa.Table
     version: int
     stats: TaskStats
     seconds: float
-    failed: pa.Table
 
     @property
     def error_rate(self) -> float:
-        return self.failed.num_rows / self.table.num_rows if self.table.num_rows else 0.0
+        return self.errors / self.rows if self.rows else 0.0
+
+
+def write_spark_partition(
+    store: DeltaStore,
+    session: SparkSession,
+    spec: TableSpec,
+    frame: DataFrame,
+    partition: Mapping[str, object],
+    check: Callable[[DataFrame, int, Mapping[str, int]], None] | None = None,
+) -> int:
+    """Replace ``partition`` of ``spec`` with a Spark DataFrame, the rows never passing
+    through the driver; returns the new version. ``check(written, rows, null_counts)``
+    runs after the rows are written and before they are committed (``written`` reads
+    them back); raising there commits nothing.
+
+    With delta-rs the tasks write the files and the driver commits them
+    (``spark/delta_writer.py``); with delta-spark the frame is cached, checked and
+    written by ``format("delta")``."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from llm_eval_pipeline.spark.delta_writer import remove_files, write_files
+
+    values = {column: _text(value) for column, value in partition.items()}
+    ordered = frame.sortWithinPartitions(Col.EXAMPLE_ID)
+    if store.engine != "deltars":
+        ordered = ordered.persist()
+        try:
+            if check is not None:
+                nulls = ordered.select(
+                    *(F.count(F.when(F.col(c).isNull(), 1)).alias(c) for c in spec.columns)
+                ).first()
+                check(ordered, ordered.count(), nulls.asDict() if nulls else {})
+            return store.write_partition(spec, ordered, partition, spark=session)
+        finally:
+            ordered.unpersist()
+    root = store.path(spec)
+    files = write_files(ordered, spec, root, values)
+    try:
+        if check is not None:
+            nulls: dict[str, int] = {}
+            for file in files:
+                for column, count in json.loads(file.stats)["nullCount"].items():
+                    nulls[column] = nulls.get(column, 0) + int(count)
+            written = (
+                session.read.option("basePath", str(root)).parquet(
+                    *(str(root / file.path) for file in files)
+                )
+                if files
+                else frame.limit(0)
+            )
+            check(written, sum(file.rows for file in files), nulls)
+        return store.commit_files(spec, files, partition)
+    except BaseException:
+        remove_files(root, files)
+        raise
+
+
+def _text(value: object) -> str:
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
 def generate_partition(
@@ -148,30 +212,67 @@ def generate_partition(
 ) -> GeneratedPartition:
     """Generate the model's output for every example of the day (a Spark UDF) and replace
     the day×model partition of ``generations``; more failed rows than ``max_error_rate``
-    raise :class:`StageError` and write nothing."""
+    raise :class:`StageError` and commit nothing."""
+    from pyspark.sql import functions as F  # noqa: N812
+
     from llm_eval_pipeline.spark.udfs import TaskStats, generate_outputs
 
     examples = store.read(session, EVAL_EXAMPLES, {Col.EVAL_DATE: day})
     frame, events = generate_outputs(examples, spec, partitions)
+
+    def check(written: DataFrame, rows: int, nulls: Mapping[str, int]) -> None:
+        errors = rows - int(nulls.get(Col.ERROR, rows))
+        error_rate = errors / rows if rows else 0.0
+        if error_rate > max_error_rate:
+            failed = written.where(F.col(Col.ERROR).isNotNull()).select(Col.EXAMPLE_ID, Col.ERROR)
+            first = "\n".join(
+                f"- {r[Col.EXAMPLE_ID]}: {r[Col.ERROR]}"
+                for r in failed.orderBy(Col.EXAMPLE_ID).limit(FIRST_ERRORS).collect()
+            )
+            raise StageError(
+                f"{spec.name} on {day}: {errors} of {rows} rows failed "
+                f"(error rate {error_rate:.0%} > max_error_rate {max_error_rate:.0%}); "
+                f"first errors:\n{first}",
+                {"rows": rows, "errors": errors},
+            )
+
+    partition = _partition(day, spec.name)
     started = time.perf_counter()
-    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
+    version = write_spark_partition(store, session, GENERATIONS, frame, partition, check)
     seconds = time.perf_counter() - started
-    failed = table.filter(pc.is_valid(table.column(Col.ERROR)))
-    rows = table.num_rows
-    error_rate = failed.num_rows / rows if rows else 0.0
-    if error_rate > max_error_rate:
-        first = "\n".join(
-            f"- {r[Col.EXAMPLE_ID]}: {r[Col.ERROR]}"
-            for r in failed.slice(0, FIRST_ERRORS).to_pylist()
-        )
-        raise StageError(
-            f"{spec.name} on {day}: {failed.num_rows} of {rows} rows failed "
-            f"(error rate {error_rate:.0%} > max_error_rate {max_error_rate:.0%}); "
-            f"first errors:\n{first}",
-            {"rows": rows, "errors": failed.num_rows},
-        )
-    version = store.write_partition(GENERATIONS, table, _partition(day, spec.name))
-    return GeneratedPartition(table, version, TaskStats(events.value), seconds, failed)
+    stored = store.read(session, GENERATIONS, partition)
+    totals = stored.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count(Col.ERROR).alias("errors"),
+        F.sum(Col.OUTPUT_TOKENS).alias("tokens"),
+    ).first()
+    failed_first = stored.where(F.col(Col.ERROR).isNotNull()).orderBy(Col.EXAMPLE_ID)
+    rest = stored.where(F.col(Col.ERROR).isNull()).orderBy(Col.EXAMPLE_ID)
+    sample = pa.concat_tables(
+        [
+            _arrow(failed_first.limit(SAMPLE_ROWS), GENERATIONS),
+            _arrow(rest.limit(SAMPLE_ROWS), GENERATIONS),
+        ]
+    ).slice(0, SAMPLE_ROWS)
+    return GeneratedPartition(
+        rows=int(totals["rows"]),
+        errors=int(totals["errors"]),
+        output_tokens=int(totals["tokens"] or 0),
+        sample=sample,
+        version=version,
+        stats=TaskStats(events.value),
+        seconds=seconds,
+    )
+
+
+SAMPLE_ROWS = 10
+"""Rows of a partition the asset's metadata previews."""
+
+
+def _arrow(frame: DataFrame, spec: TableSpec) -> pa.Table:
+    """A small Spark result in the spec's schema."""
+    table = frame.select(*spec.columns).toArrow()
+    return table.cast(spec.schema) if len(table) else spec.schema.empty_table()
 
 
 # ---------------------------------------------------------------- score
@@ -199,7 +300,13 @@ def scoring_input(
 
 @dataclass(frozen=True)
 class ScoredPartition:
-    table: pa.Table
+    """What was scored and committed, summarised by Spark: per metric, its mean over the
+    rows that have it and how many rows lack it; why metrics are null, counted."""
+
+    rows: int
+    means: dict[str, float]
+    nulls: dict[str, int]
+    null_reasons: dict[str, int]
     version: int
     stats: TaskStats
     seconds: float
@@ -216,15 +323,47 @@ def score_partition(
 ) -> ScoredPartition:
     """Score every output of the day×model (``score_batch`` in a Spark UDF) and replace
     its partition of ``example_metrics``."""
+    from pyspark.sql import functions as F  # noqa: N812
+
     from llm_eval_pipeline.spark.udfs import TaskStats, score_outputs
 
     joined = scoring_input(store, session, day, spec.name)
     frame, events = score_outputs(joined, spec, config, partitions)
+    partition = _partition(day, spec.name)
     started = time.perf_counter()
-    table = frame.toArrow().sort_by(Col.EXAMPLE_ID)
+    version = write_spark_partition(store, session, EXAMPLE_METRICS, frame, partition)
     seconds = time.perf_counter() - started
-    version = store.write_partition(EXAMPLE_METRICS, table, _partition(day, spec.name))
-    return ScoredPartition(table, version, TaskStats(events.value), seconds)
+    stored = store.read(session, EXAMPLE_METRICS, partition)
+    present = {name: F.when(~F.isnan(F.col(name)), F.col(name)) for name in ALL_METRIC_COLUMNS}
+    totals = stored.agg(
+        F.count(F.lit(1)).alias("__rows"),
+        *(F.avg(value).alias(f"mean_{name}") for name, value in present.items()),
+        *(F.count(value).alias(f"count_{name}") for name, value in present.items()),
+    ).first()
+    rows = int(totals["__rows"]) if totals else 0
+    reasons = (
+        stored.select(F.explode(METRIC_NOTES).alias("group", "reason"))
+        .groupBy("group", "reason")
+        .count()
+        .collect()
+    )
+    return ScoredPartition(
+        rows=rows,
+        means={
+            name: float(totals[f"mean_{name}"])
+            for name in ALL_METRIC_COLUMNS
+            if totals is not None and totals[f"mean_{name}"] is not None
+        },
+        nulls={
+            name: rows - int(totals[f"count_{name}"])
+            for name in ALL_METRIC_COLUMNS
+            if totals is not None
+        },
+        null_reasons={f"{r['group']}: {r['reason']}": int(r["count"]) for r in reasons},
+        version=version,
+        stats=TaskStats(events.value),
+        seconds=seconds,
+    )
 
 
 # ---------------------------------------------------------------- aggregate

@@ -38,9 +38,11 @@ def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> Non
     )
     assert ingested.balanced
     generated = stages.generate_partition(store, spark, spec, DAY, max_error_rate=0.0)
-    assert generated.table.num_rows == 6 and generated.error_rate == 0.0
+    assert (generated.rows, generated.errors, generated.error_rate) == (6, 0, 0.0)
+    assert generated.sample.num_rows == 6
     scored = stages.score_partition(store, spark, spec, config, DAY)
-    assert scored.table.column("exact_match").to_pylist() == [1.0] * 6
+    assert scored.rows == 6 and scored.means["exact_match"] == 1.0
+    assert scored.nulls["exact_match"] == 0 and scored.nulls["judge_correctness"] == 6
     aggregated = stages.aggregate_day_model(store, DAY, "logged", resamples=50, seed=0)
     assert aggregated.means["exact_match"] == 1.0
     assert set(aggregated.table[Agg.METRIC]) >= {"rougeL", "answer_correctness", "error_rate"}
@@ -66,7 +68,8 @@ def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> Non
         default_task="qa",
     )  # fmt: skip
     stages.generate_partition(store, spark, spec, following, max_error_rate=0.0)
-    later = stages.score_partition(store, spark, spec, config, following).table.to_pandas()
+    stages.score_partition(store, spark, spec, config, following)
+    later = store.read_arrow(EXAMPLE_METRICS, {**partition, Col.EVAL_DATE: following}).to_pandas()
     before, changes = stages.change_since_previous_day(
         store, following, "logged", later, ["exact_match", "not_a_metric"]
     )

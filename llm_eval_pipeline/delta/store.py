@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ import pyarrow as pa
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.file_lock import exclusive
 from llm_eval_pipeline.core.schema import TableSpec
+from llm_eval_pipeline.delta.files import DataFile
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,6 +166,52 @@ class DeltaStore:
                     f"{spec.name}: cannot write {partition_predicate(partition)} to {path}: "
                     f"{exc} (the table is {state}; nothing of this write was committed)"
                 ) from exc
+        raise AssertionError("unreachable")
+
+    def commit_files(self, spec: TableSpec, files: Sequence[DataFile], partition: Partition) -> int:
+        """Replace exactly ``partition`` of ``spec`` with ``files`` (already written in
+        its folder, see :mod:`llm_eval_pipeline.delta.files`) in one delta-rs commit that
+        adds them and removes the partition's previous files; returns the new version. A
+        commit that loses a race tries again, as :meth:`write_partition` does."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import AddAction
+
+        self._check_partition(spec, partition)
+        expected = {column: _text(value) for column, value in partition.items()}
+        for file in files:
+            if file.partition_values != expected:
+                raise DeltaStoreError(
+                    f"{spec.name}: file {file.path} holds {file.partition_values}, not the "
+                    f"partition {expected} being committed"
+                )
+        self._create_once(spec)
+        actions = [
+            AddAction(
+                file.path,
+                file.size,
+                file.partition_values,
+                file.modification_time,
+                True,
+                file.stats,
+            )  # fmt: skip
+            for file in files
+        ]
+        filters = [(column, "=", value) for column, value in expected.items()]
+        path = str(self.path(spec))
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                DeltaTable(path).create_write_transaction(
+                    actions, "overwrite", spec.schema, list(spec.partition_by), filters
+                )
+                return DeltaTable(path).version()
+            except CommitFailedError as exc:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise DeltaStoreError(
+                        f"{spec.name}: {partition_predicate(partition)} not committed after "
+                        f"{attempt} attempts, other writers kept committing first: {exc}"
+                    ) from exc
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
         raise AssertionError("unreachable")
 
     def _create_once(self, spec: TableSpec) -> None:

@@ -2,8 +2,6 @@
 
 import datetime as dt
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     Failure,
@@ -79,21 +77,20 @@ def generations(
         )
     except StageError as exc:
         raise Failure(description=str(exc), metadata=exc.metadata) from exc
-    table, stats, seconds, failed = done.table, done.stats, done.seconds, done.failed
-    rows, error_rate, version = table.num_rows, done.error_rate, done.version
-    output_tokens = int(pc.sum(table.column(Col.OUTPUT_TOKENS)).as_py() or 0)
+    stats, seconds, rows, version = done.stats, done.seconds, done.rows, done.version
+    output_tokens = done.output_tokens
     for fallback in stats.fallbacks:
         context.log.warning(f"{model_id} on {day}: {fallback}")
     context.log.info(
-        f"{model_id} on {day}: {rows} rows, {failed.num_rows} errors, {output_tokens} tokens "
+        f"{model_id} on {day}: {rows} rows, {done.errors} errors, {output_tokens} tokens "
         f"in {seconds:.1f}s on {', '.join(stats.devices) or 'no task'}; "
         f"{stats.model_loads} model loads in {stats.python_workers} Python workers"
     )
     return MaterializeResult(
         metadata={
             "rows": rows,
-            "errors": failed.num_rows,
-            "error_rate": error_rate,
+            "errors": done.errors,
+            "error_rate": done.error_rate,
             "output_tokens": output_tokens,
             "tokens_per_second": output_tokens / seconds if seconds else 0.0,
             "generation_seconds": seconds,
@@ -110,12 +107,6 @@ def generations(
             "delta_table": MetadataValue.path(str(store.path(GENERATIONS))),
             "dagster/row_count": rows,
             "dagster/column_schema": column_schema(GENERATIONS),
-            "sample": markdown_preview(_sample(table), SAMPLE_COLUMNS),
+            "sample": markdown_preview(done.sample, SAMPLE_COLUMNS),
         }
     )
-
-
-def _sample(table: pa.Table) -> pa.Table:
-    """Failed rows first, so a partial failure shows in the sample."""
-    failed = table.filter(pc.is_valid(table.column(Col.ERROR)))
-    return pa.concat_tables([failed, table.filter(pc.is_null(table.column(Col.ERROR)))])

@@ -1,16 +1,11 @@
 """Metrics: every generated output scored by ``score_batch`` inside a Spark UDF."""
 
-from collections import Counter
-
-import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 from dagster_pyspark import PySparkResource
 
 from llm_eval_pipeline.core.schema import (
-    ALL_METRIC_COLUMNS,
     EXAMPLE_METRICS,
     GENERATIONS,
-    METRIC_NOTES,
 )
 from llm_eval_pipeline.defs.assets.generation import partition_of, registered_spec
 from llm_eval_pipeline.defs.automation import after_upstream_updates
@@ -52,30 +47,14 @@ def example_metrics(
     done = score_partition(
         store, spark.spark_session, spec, config, day, partitions=metrics.partitions
     )
-    table, stats, seconds, version = done.table, done.stats, done.seconds, done.version
-    means = {}
-    nulls = {}
-    for name in ALL_METRIC_COLUMNS:
-        column = table.column(name)
-        valid = pc.is_valid(column) if column.null_count else None
-        values = column.filter(pc.invert(pc.is_nan(column)))
-        if valid is not None:
-            values = values.drop_null()
-        nulls[name] = table.num_rows - len(values)
-        if len(values):
-            means[f"mean_{name}"] = float(pc.mean(values).as_py())
-    reasons = Counter(
-        f"{group}: {reason}"
-        for notes in table.column(METRIC_NOTES).to_pylist()
-        for group, reason in (notes or [])
-    )
-    context.log.info(f"{model_id} on {day}: {table.num_rows} rows scored in {seconds:.1f}s")
+    stats, seconds, version = done.stats, done.seconds, done.version
+    context.log.info(f"{model_id} on {day}: {done.rows} rows scored in {seconds:.1f}s")
     return MaterializeResult(
         metadata={
-            "rows": table.num_rows,
-            **means,
-            "null_metrics": MetadataValue.json({k: v for k, v in nulls.items() if v}),
-            "null_reasons": MetadataValue.json(dict(reasons)),
+            "rows": done.rows,
+            **{f"mean_{name}": mean for name, mean in done.means.items()},
+            "null_metrics": MetadataValue.json({k: v for k, v in done.nulls.items() if v}),
+            "null_reasons": MetadataValue.json(done.null_reasons),
             "seconds_per_metric_group": MetadataValue.json(
                 {k: round(v, 3) for k, v in stats.seconds_per_group().items()}
             ),
@@ -84,7 +63,7 @@ def example_metrics(
             "metric_groups": ", ".join(config.groups),
             "delta_version": version,
             "delta_table": MetadataValue.path(str(store.path(EXAMPLE_METRICS))),
-            "dagster/row_count": table.num_rows,
+            "dagster/row_count": done.rows,
             "dagster/column_schema": column_schema(EXAMPLE_METRICS),
         }
     )
