@@ -45,7 +45,7 @@ from llm_eval_pipeline.core.schema import (
     Drift,
     TableSpec,
 )
-from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.delta.store import DeltaStore, partition_text
 from llm_eval_pipeline.tracking.dashboard_data import REFERENCE
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def write_spark_partition(
 
     from llm_eval_pipeline.spark.delta_writer import remove_files, write_files
 
-    values = {column: _text(value) for column, value in partition.items()}
+    values = {column: partition_text(value) for column, value in partition.items()}
     ordered = frame.sortWithinPartitions(Col.EXAMPLE_ID)
     if store.engine != "deltars":
         ordered = ordered.persist()
@@ -195,10 +195,6 @@ def write_spark_partition(
     except BaseException:
         remove_files(root, files)
         raise
-
-
-def _text(value: object) -> str:
-    return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
 def generate_partition(

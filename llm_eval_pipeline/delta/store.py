@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,12 +52,13 @@ def partition_predicate(partition: Partition) -> str:
     """SQL predicate matching exactly one partition, e.g. ``eval_date = '2026-11-27'``."""
     parts = []
     for column, value in partition.items():
-        quoted = _text(value).replace("'", "''")
+        quoted = partition_text(value).replace("'", "''")
         parts.append(f"{column} = '{quoted}'")
     return " AND ".join(parts)
 
 
-def _text(value: object) -> str:
+def partition_text(value: object) -> str:
+    """A partition value as the Delta log writes it (dates in ISO form)."""
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
@@ -124,12 +125,13 @@ class DeltaStore:
             )
 
     def _write_deltars(self, spec: TableSpec, table: pa.Table, partition: Partition) -> int:
-        from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import CommitFailedError, DeltaError
+        from deltalake import write_deltalake
+        from deltalake.exceptions import DeltaError
 
         for column, value in partition.items():
-            expected = _text(value)
-            found = {_text(v) for v in table.column(column).unique().to_pylist()} - {expected}
+            expected = partition_text(value)
+            values = table.column(column).unique().to_pylist()
+            found = {partition_text(v) for v in values} - {expected}
             if found:
                 raise DeltaStoreError(
                     f"{spec.name}: rows for {column} in {sorted(found)} in a write of "
@@ -138,18 +140,42 @@ class DeltaStore:
         path = self.path(spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._create_once(spec)
+
+        def commit() -> None:
+            write_deltalake(
+                str(path),
+                table,
+                mode="overwrite",
+                partition_by=list(spec.partition_by),
+                predicate=partition_predicate(partition),
+                schema_mode="merge",
+                description=spec.description,
+            )
+
+        try:
+            return self._commit_retrying(spec, partition, commit)
+        except (OSError, DeltaError) as exc:
+            # A full disk, a permission or an I/O error: nothing was committed, so the
+            # table's current version still holds the previous partition.
+            current = self.version(spec)
+            state = "not created" if current is None else f"still at version {current}"
+            raise DeltaStoreError(
+                f"{spec.name}: cannot write {partition_predicate(partition)} to {path}: "
+                f"{exc} (the table is {state}; nothing of this write was committed)"
+            ) from exc
+
+    def _commit_retrying(
+        self, spec: TableSpec, partition: Partition, commit: Callable[[], None]
+    ) -> int:
+        """Run ``commit`` until it is not beaten by another writer's commit (each attempt
+        replaces the whole partition, so trying again is safe); the new version."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import CommitFailedError
+
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
-                write_deltalake(
-                    str(path),
-                    table,
-                    mode="overwrite",
-                    partition_by=list(spec.partition_by),
-                    predicate=partition_predicate(partition),
-                    schema_mode="merge",
-                    description=spec.description,
-                )
-                return DeltaTable(str(path)).version()
+                commit()
+                return DeltaTable(str(self.path(spec))).version()
             except CommitFailedError as exc:
                 if attempt == COMMIT_ATTEMPTS:
                     raise DeltaStoreError(
@@ -157,15 +183,6 @@ class DeltaStore:
                         f"{attempt} attempts, other writers kept committing first: {exc}"
                     ) from exc
                 time.sleep(random.uniform(0.05, 0.2) * attempt)
-            except (OSError, DeltaError) as exc:
-                # A full disk, a permission or an I/O error: nothing was committed, so
-                # the table's current version still holds the previous partition.
-                current = self.version(spec)
-                state = "not created" if current is None else f"still at version {current}"
-                raise DeltaStoreError(
-                    f"{spec.name}: cannot write {partition_predicate(partition)} to {path}: "
-                    f"{exc} (the table is {state}; nothing of this write was committed)"
-                ) from exc
         raise AssertionError("unreachable")
 
     def commit_files(self, spec: TableSpec, files: Sequence[DataFile], partition: Partition) -> int:
@@ -174,11 +191,10 @@ class DeltaStore:
         adds them and removes the partition's previous files; returns the new version. A
         commit that loses a race tries again, as :meth:`write_partition` does."""
         from deltalake import DeltaTable
-        from deltalake.exceptions import CommitFailedError
         from deltalake.transaction import AddAction
 
         self._check_partition(spec, partition)
-        expected = {column: _text(value) for column, value in partition.items()}
+        expected = {column: partition_text(value) for column, value in partition.items()}
         for file in files:
             if file.partition_values != expected:
                 raise DeltaStoreError(
@@ -199,20 +215,13 @@ class DeltaStore:
         ]
         filters = [(column, "=", value) for column, value in expected.items()]
         path = str(self.path(spec))
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                DeltaTable(path).create_write_transaction(
-                    actions, "overwrite", spec.schema, list(spec.partition_by), filters
-                )
-                return DeltaTable(path).version()
-            except CommitFailedError as exc:
-                if attempt == COMMIT_ATTEMPTS:
-                    raise DeltaStoreError(
-                        f"{spec.name}: {partition_predicate(partition)} not committed after "
-                        f"{attempt} attempts, other writers kept committing first: {exc}"
-                    ) from exc
-                time.sleep(random.uniform(0.05, 0.2) * attempt)
-        raise AssertionError("unreachable")
+
+        def commit() -> None:
+            DeltaTable(path).create_write_transaction(
+                actions, "overwrite", spec.schema, list(spec.partition_by), filters
+            )
+
+        return self._commit_retrying(spec, partition, commit)
 
     def _create_once(self, spec: TableSpec) -> None:
         """Create the table, empty, if it does not exist: one process at a time. Two
