@@ -16,6 +16,8 @@ from llm_eval_pipeline.defs.jobs import (
     daily_ingest_schedule,
     dashboard_job,
     generation_job,
+    maintenance_job,
+    weekly_maintenance_schedule,
 )
 from llm_eval_pipeline.defs.partitions import with_start_date
 from llm_eval_pipeline.defs.resources import build_resources
@@ -26,8 +28,8 @@ from llm_eval_pipeline.settings import Settings, get_settings
 def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[with_start_date(asset, settings.start_date) for asset in ALL_ASSETS],
-        jobs=[daily_ingest_job, generation_job, dashboard_job],
-        schedules=[daily_ingest_schedule],
+        jobs=[daily_ingest_job, generation_job, dashboard_job, maintenance_job],
+        schedules=[daily_ingest_schedule, weekly_maintenance_schedule],
         sensors=[new_model_sensor, automation_sensor],
         resources=build_resources(settings),
         # Every step uses Spark; in one process they share one SparkSession, where the

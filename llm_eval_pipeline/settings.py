@@ -34,6 +34,7 @@ from llm_eval_pipeline.core.schema import (
     ALL_METRIC_COLUMNS,
     TASKS,
 )
+from llm_eval_pipeline.delta.maintenance import MIN_RETENTION_HOURS
 
 Profile = Literal["local", "cluster"]
 DeltaEngineName = Literal["deltars", "spark"]
@@ -200,6 +201,9 @@ class Settings:
     data_roots: tuple[Path, ...] = setting(
         (), "other folders datasets may be read from (a list; os.pathsep-separated in the "
         "environment)", _text, env="LLM_EVAL_DATA_ROOTS", kind=PATHS)  # fmt: skip
+    delta_retention_hours: int = setting(
+        168, "weekly maintenance vacuums files unreferenced for longer (at least 1 hour)",
+        _number(int, minimum=MIN_RETENTION_HOURS))  # fmt: skip
     max_field_chars: int = setting(
         50_000, "longer fields are quarantined", _positive_int)  # fmt: skip
     default_task: str = setting(

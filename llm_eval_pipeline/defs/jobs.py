@@ -1,12 +1,18 @@
 """Jobs and schedules built from the partitioned assets.
 
-The daily schedule runs the ingestion job for the previous day; every day×model asset
+The daily schedule runs the ingestion job for the previous day, the weekly one the Delta
+maintenance; every day×model asset
 follows through its automation condition (``defs/automation.py``), for every registered
 model. (A Dagster job holds assets of one partitioning, so the day×model stages are a job
 of their own, which the new-model sensor and ``llm-eval`` use.)
 """
 
-from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
+from dagster import (
+    AssetSelection,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
 
 from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
@@ -16,11 +22,13 @@ from llm_eval_pipeline.core.schema import (
     METRIC_SLICES,
 )
 from llm_eval_pipeline.defs.assets.ingest import EXAMPLES_KEY, QUARANTINE_KEY
+from llm_eval_pipeline.defs.assets.maintenance import MAINTENANCE_KEY
 from llm_eval_pipeline.defs.assets.tracking import DASHBOARD_KEY, MLFLOW_RUNS_KEY
 
 INGEST_JOB = "daily_ingest"
 GENERATION_JOB = "evaluate_models"
 DASHBOARD_JOB = "refresh_dashboard"
+MAINTENANCE_JOB = "maintain_delta_tables"
 
 daily_ingest_job = define_asset_job(
     INGEST_JOB,
@@ -51,3 +59,17 @@ dashboard_job = define_asset_job(
 
 # 06:00 UTC, for the previous day's partition.
 daily_ingest_schedule = build_schedule_from_partitioned_job(daily_ingest_job, hour_of_day=6)
+
+maintenance_job = define_asset_job(
+    MAINTENANCE_JOB,
+    selection=AssetSelection.assets(MAINTENANCE_KEY),
+    description="Compact, vacuum and checkpoint every Delta table.",
+)
+
+# Sundays 04:00 UTC, outside the daily ingestion's hour.
+weekly_maintenance_schedule = ScheduleDefinition(
+    name="weekly_delta_maintenance",
+    job=maintenance_job,
+    cron_schedule="0 4 * * 0",
+    execution_timezone="UTC",
+)

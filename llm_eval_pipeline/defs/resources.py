@@ -24,6 +24,7 @@ class DeltaStoreResource(ConfigurableResource):
     root: str
     engine: str
     spark_config: dict[str, Any] | None = None
+    retention_hours: int = 168
 
     def store(self) -> DeltaStore:
         session = None
@@ -154,6 +155,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             root=str(settings.delta_dir),
             engine=settings.delta_engine,
             spark_config=spark_conf(settings),
+            retention_hours=settings.delta_retention_hours,
         ),
         "dataset": DatasetResource(
             path=str(settings.dataset) if settings.dataset else None,
