@@ -22,7 +22,7 @@ from llm_eval_pipeline.core.schema import (
     METRIC_AGGREGATES,
     Col,
 )
-from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.delta.store import DeltaStore, committed_partition
 from llm_eval_pipeline.tracking.mlflow_runs import TAG_KIND, TAG_MODEL, experiment_name
 from llm_eval_pipeline_tests.defs.test_aggregates_asset import content_hash
 from llm_eval_pipeline_tests.openai_server import FakeServer, Received, serve
@@ -80,7 +80,7 @@ def test_two_runs_at_once_on_a_fresh_home_both_commit(tmp_path: Path) -> None:
         else:
             assert counts == {"a": len(CAPITALS), "b": len(CAPITALS)}, spec.name
         history = DeltaTable(str(store.path(spec))).history()
-        predicates = [c["operationParameters"].get("predicate", "") for c in history]
+        predicates = [committed_partition(c) or "" for c in history]
         for model in ("a", "b"):
             assert sum(f"model_id = '{model}'" in p for p in predicates) == 1, spec.name
     assert sorted(r.data.tags[TAG_MODEL] for r in model_runs(home)) == ["a", "b"]

@@ -42,6 +42,8 @@ Partition = Mapping[str, PartitionValue]
 
 
 COMMIT_ATTEMPTS = 8
+COMMIT_PARTITION_KEY = "llm_eval.partition"
+"""Commit metadata naming the partition a commit replaced (its predicate), on every write."""
 
 
 class DeltaStoreError(UserError, RuntimeError):
@@ -55,6 +57,21 @@ def partition_predicate(partition: Partition) -> str:
         quoted = partition_text(value).replace("'", "''")
         parts.append(f"{column} = '{quoted}'")
     return " AND ".join(parts)
+
+
+def committed_partition(commit: Mapping[str, Any]) -> str | None:
+    """The partition predicate one entry of ``DeltaTable.history()`` replaced, or None for
+    a commit that replaced none (the table's creation, maintenance). delta-spark's
+    ``replaceWhere`` writes record it as the operation's predicate."""
+    return commit.get(COMMIT_PARTITION_KEY) or commit.get("operationParameters", {}).get(
+        "predicate"
+    )
+
+
+def _commit_properties(partition: Partition) -> Any:
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata={COMMIT_PARTITION_KEY: partition_predicate(partition)})
 
 
 def partition_text(value: object) -> str:
@@ -150,6 +167,7 @@ class DeltaStore:
                 predicate=partition_predicate(partition),
                 schema_mode="merge",
                 description=spec.description,
+                commit_properties=_commit_properties(partition),
             )
 
         try:
@@ -218,8 +236,9 @@ class DeltaStore:
 
         def commit() -> None:
             DeltaTable(path).create_write_transaction(
-                actions, "overwrite", spec.schema, list(spec.partition_by), filters
-            )
+                actions, "overwrite", spec.schema, list(spec.partition_by), filters,
+                commit_properties=_commit_properties(partition),
+            )  # fmt: skip
 
         return self._commit_retrying(spec, partition, commit)
 
