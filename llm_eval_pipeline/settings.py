@@ -204,6 +204,10 @@ class Settings:
     delta_retention_hours: int = setting(
         168, "weekly maintenance vacuums files unreferenced for longer (at least 1 hour)",
         _number(int, minimum=MIN_RETENTION_HOURS))  # fmt: skip
+    spark_ingest_min_bytes: int = setting(
+        64 * 1024 * 1024, "days whose sources hold this many bytes or more are read and "
+        "validated by Spark tasks (smaller ones on the driver)",
+        _number(int, minimum=0))  # fmt: skip
     max_field_chars: int = setting(
         50_000, "longer fields are quarantined", _positive_int)  # fmt: skip
     default_task: str = setting(

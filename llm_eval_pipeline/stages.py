@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from llm_eval_pipeline.core import drift, slices
 from llm_eval_pipeline.core.aggregate import aggregate_partition
 from llm_eval_pipeline.core.cost import Prices
-from llm_eval_pipeline.core.dataset import IngestResult, discover_sources, ingest
+from llm_eval_pipeline.core.dataset import discover_sources, ingest
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.models import ModelSpec
@@ -74,18 +74,25 @@ def _partition(day: dt.date, model_id: str) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class IngestedDay:
-    """A day's examples and quarantined rows as written, with the counts read back."""
+    """A day's ingestion: what was read (rows per source, quarantine reasons, field
+    aliases used, a few rows of each table) and the counts read back from Delta."""
 
-    result: IngestResult
+    rows_in: int
+    rows_per_source: dict[str, int]
+    reasons: dict[str, int]
+    aliases_used: dict[str, str]
+    examples_preview: pa.Table
+    quarantine_preview: pa.Table
     examples_version: int
     quarantine_version: int
     stored_valid: int
     stored_quarantined: int
+    on_executors: bool
 
     @property
     def balanced(self) -> bool:
         """Rows read = rows stored as examples + rows stored in quarantine."""
-        return self.result.rows_in == self.stored_valid + self.stored_quarantined
+        return self.rows_in == self.stored_valid + self.stored_quarantined
 
 
 def ingest_day(
@@ -99,10 +106,24 @@ def ingest_day(
     dataset_name: str | None,
     max_field_chars: int,
     default_task: str,
+    spark_ingest_min_bytes: int | None = None,
 ) -> IngestedDay:
     """Read and validate the day's sources, replace the day's partitions of
-    ``eval_examples`` and ``quarantined_examples``, and count both back from Delta."""
+    ``eval_examples`` and ``quarantined_examples``, and count both back from Delta.
+
+    Days whose sources hold ``spark_ingest_min_bytes`` or more are read, checked and
+    written by Spark tasks (``spark/ingest.py``); smaller ones on the driver, which is
+    faster for them (no job to start); None keeps every day on the driver."""
+    from llm_eval_pipeline.spark.ingest import source_bytes
+
     sources = discover_sources(static_path, incoming, day, list(allowed_roots))
+    partition = {Col.EVAL_DATE: day}
+    size = sum(source_bytes(source) for source in sources)
+    if spark_ingest_min_bytes is not None and size >= spark_ingest_min_bytes:
+        return _ingest_on_executors(
+            store, session, day, sources, dataset_name=dataset_name,
+            max_field_chars=max_field_chars, default_task=default_task,
+        )  # fmt: skip
     result = ingest(
         sources,
         day,
@@ -110,15 +131,67 @@ def ingest_day(
         max_field_chars=max_field_chars,
         default_task=default_task,
     )
-    partition = {Col.EVAL_DATE: day}
     examples_version = store.write_partition(EVAL_EXAMPLES, result.examples, partition)
     quarantine_version = store.write_partition(QUARANTINED_EXAMPLES, result.quarantined, partition)
     return IngestedDay(
-        result,
-        examples_version,
-        quarantine_version,
+        rows_in=result.rows_in,
+        rows_per_source=result.rows_per_source,
+        reasons=dict(result.reasons),
+        aliases_used=result.aliases_used,
+        examples_preview=result.examples.slice(0, SAMPLE_ROWS),
+        quarantine_preview=result.quarantined.slice(0, SAMPLE_ROWS),
+        examples_version=examples_version,
+        quarantine_version=quarantine_version,
         stored_valid=store.read(session, EVAL_EXAMPLES, partition).count(),
         stored_quarantined=store.read(session, QUARANTINED_EXAMPLES, partition).count(),
+        on_executors=False,
+    )
+
+
+def _ingest_on_executors(
+    store: DeltaStore,
+    session: SparkSession,
+    day: dt.date,
+    sources: Sequence[Path],
+    **options: Any,
+) -> IngestedDay:
+    from pyspark.sql import functions as F  # noqa: N812
+
+    from llm_eval_pipeline.spark.ingest import VALID, read_checked, summary, without_duplicates
+
+    partition = {Col.EVAL_DATE: day}
+    checked = without_duplicates(read_checked(session, sources, day, **options)).persist()
+    try:
+        rows_in = checked.count()
+        valid = checked.where(F.col(VALID)).select(*EVAL_EXAMPLES.columns)
+        bad = checked.where(~F.col(VALID)).select(*QUARANTINED_EXAMPLES.columns)
+        examples_version = write_spark_partition(store, session, EVAL_EXAMPLES, valid, partition)
+        quarantine_version = write_spark_partition(
+            store, session, QUARANTINED_EXAMPLES, bad, partition
+        )
+        counts = summary(checked, sources)
+    finally:
+        checked.unpersist()
+    stored_examples = store.read(session, EVAL_EXAMPLES, partition)
+    stored_quarantine = store.read(session, QUARANTINED_EXAMPLES, partition)
+    return IngestedDay(
+        rows_in=rows_in,
+        rows_per_source=counts["rows_per_source"],
+        reasons=counts["reasons"],
+        aliases_used=counts["aliases_used"],
+        examples_preview=_arrow(
+            stored_examples.orderBy(Col.SOURCE_FILE, Col.SOURCE_ROW).limit(SAMPLE_ROWS),
+            EVAL_EXAMPLES,
+        ),
+        quarantine_preview=_arrow(
+            stored_quarantine.orderBy(Col.SOURCE_FILE, Col.SOURCE_ROW).limit(SAMPLE_ROWS),
+            QUARANTINED_EXAMPLES,
+        ),
+        examples_version=examples_version,
+        quarantine_version=quarantine_version,
+        stored_valid=stored_examples.count(),
+        stored_quarantined=stored_quarantine.count(),
+        on_executors=True,
     )
 
 
@@ -163,7 +236,8 @@ def write_spark_partition(
     from llm_eval_pipeline.spark.delta_writer import remove_files, write_files
 
     values = {column: partition_text(value) for column, value in partition.items()}
-    ordered = frame.sortWithinPartitions(Col.EXAMPLE_ID)
+    key = [Col.EXAMPLE_ID] if Col.EXAMPLE_ID in spec.columns else [Col.SOURCE_FILE, Col.SOURCE_ROW]
+    ordered = frame.sortWithinPartitions(*key)
     if store.engine != "deltars":
         ordered = ordered.persist()
         try:

@@ -31,7 +31,7 @@ def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> Non
         allowed_roots=[source.parent], dataset_name="d", max_field_chars=1000,
         default_task="qa",
     )  # fmt: skip
-    assert (ingested.result.rows_in, ingested.stored_valid, ingested.stored_quarantined) == (
+    assert (ingested.rows_in, ingested.stored_valid, ingested.stored_quarantined) == (
         7,
         6,
         1,

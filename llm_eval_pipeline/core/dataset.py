@@ -207,10 +207,10 @@ def _read_jsonl(path: Path, text: str) -> Iterator[RawRecord]:
         line = line.removesuffix("\r")
         if not line.strip():
             continue
-        yield _parse_json_record(str(path), number, line)
+        yield parse_json_record(str(path), number, line)
 
 
-def _parse_json_record(source: str, number: int, line: str) -> RawRecord:
+def parse_json_record(source: str, number: int, line: str) -> RawRecord:
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -317,9 +317,27 @@ def _load_arrow(path: Path, fmt: str) -> pa.Table:
 
 def _read_table(path: Path, table: pa.Table) -> Iterator[RawRecord]:
     for number, row in enumerate(table.to_pylist(), start=1):
-        fields = {k: _from_arrow(v) for k, v in row.items()}
-        raw = json.dumps(fields, ensure_ascii=False, default=str)
-        yield RawRecord(str(path), number, raw, fields)
+        yield table_record(str(path), number, row)
+
+
+def table_record(source: str, number: int, row: dict[str, Any]) -> RawRecord:
+    """Row ``number`` of a Parquet or Delta source, as an Arrow row (``to_pylist``)."""
+    fields = {k: _from_arrow(v) for k, v in row.items()}
+    raw = json.dumps(fields, ensure_ascii=False, default=str)
+    return RawRecord(source, number, raw, fields)
+
+
+def decode_line(data: bytes, first: bool) -> str:
+    """One line of a UTF-8 JSON Lines file as ``read_records`` decodes it (the byte-order
+    mark dropped from the first, undecodable bytes kept as surrogate escapes)."""
+    if first and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    return data.decode("utf-8", "surrogateescape").removesuffix("\r")
+
+
+def starts_as_utf16(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def _from_arrow(value: Any) -> Any:
@@ -344,111 +362,145 @@ class Validator:
     _seen_source_ids: set[tuple[str, str]] = field(default_factory=set)
 
     def validate(self, record: RawRecord, dataset: str) -> dict[str, Any] | Problem:
-        if record.problem is not None:
-            return record.problem
-        assert record.fields is not None
-        invalid = first_invalid_text(record.fields)
-        if invalid:
-            where, escape = invalid
-            return Problem(
-                where.strip(),
-                Reason.INVALID_ENCODING,
-                f"holds {escape}, half of a UTF-16 surrogate pair (text cut inside a "
-                "character): not valid Unicode",
-            )
-        fields = {str(k).strip(): v for k, v in record.fields.items()}
-        picked: dict[str, tuple[str, Any]] = {}
-        for canonical, aliases in FIELD_ALIASES.items():
-            for alias in aliases:
-                if fields.get(alias) is not None:
-                    picked[canonical] = (alias, fields[alias])
-                    break
-        used_names = {alias for alias, _ in picked.values()}
-
-        prompt_name, prompt = picked.get(Col.PROMPT, (Col.PROMPT, None))
-        if prompt is None:
-            names = "/".join(FIELD_ALIASES[Col.PROMPT])
-            return Problem(Col.PROMPT, Reason.MISSING_FIELD, f"no prompt (looked for {names})")
-        if not isinstance(prompt, str):
-            return _wrong_type(prompt_name, prompt, "a string")
-        if not prompt.strip():
-            return Problem(prompt_name, Reason.EMPTY_FIELD, "is empty")
-
-        task_name, task = picked.get(Col.TASK, (Col.TASK, self.default_task))
-        if not isinstance(task, str):
-            return _wrong_type(task_name, task, "a string")
-        task = task.strip().lower()
-        if task not in TASKS:
-            return Problem(task_name, Reason.UNKNOWN_TASK, f"{task!r} is not one of {TASKS}")
-
-        refs_name, refs = picked.get(Col.REFERENCES, (Col.REFERENCES, None))
-        references = _references(refs_name, refs, task)
-        if isinstance(references, Problem):
-            return references
-
-        context_name, context = picked.get(Col.CONTEXT, (Col.CONTEXT, None))
-        if context is not None and not isinstance(context, str):
-            return _wrong_type(context_name, context, "a string")
-        context = context or None
-
-        meta_name, meta = picked.get(Col.METADATA, (Col.METADATA, None))
-        if meta is not None and not isinstance(meta, dict):
-            return _wrong_type(meta_name, meta, "an object of strings")
-        metadata = {str(k): _as_text(v) for k, v in (meta or {}).items()}
-
-        texts = [(prompt_name, prompt), (context_name, context or "")]
-        texts += [(refs_name, r) for r in references]
-        for name, text in texts:
-            if len(text) > self.max_field_chars:
-                return Problem(
-                    name,
-                    Reason.FIELD_TOO_LONG,
-                    f"has {len(text):,} characters, the limit is {self.max_field_chars:,}",
-                )
-            if match := _CONTROL.search(text):
-                code = f"U+{ord(match.group()):04X}"
-                return Problem(name, Reason.CONTROL_CHARACTERS, f"holds control character {code}")
-
-        source_id = None
-        for name in SOURCE_ID_FIELDS:
-            if fields.get(name) is not None:
-                source_id = _as_text(fields[name])
-                used_names.add(name)
-                break
-        for key, value in fields.items():
-            if key not in used_names and value is not None:
-                metadata.setdefault(key, _as_text(value))
-        if source_id is not None:
-            metadata[SOURCE_ID_KEY] = source_id
-            if (dataset, source_id) in self._seen_source_ids:
-                return Problem(
-                    SOURCE_ID_KEY, Reason.DUPLICATE_ID, f"id {source_id!r} appeared earlier"
-                )
-
-        example_id = content_id(task, prompt, context, references)
+        """The row for ``record``, or the problem that quarantines it; a row whose
+        (dataset, source id) or content came earlier in the day is a duplicate (the id is
+        checked first, then the content, as :func:`check_record` leaves them)."""
+        checked = check_record(
+            record, dataset, self.eval_date, self.max_field_chars, self.default_task
+        )
+        if isinstance(checked, Problem):
+            return checked
+        if checked.source_id is not None:
+            if (dataset, checked.source_id) in self._seen_source_ids:
+                return duplicate_id(checked.source_id)
+            self._seen_source_ids.add((dataset, checked.source_id))
+        example_id = checked.row[Col.EXAMPLE_ID]
         if example_id in self._seen_examples:
-            return Problem(
-                "", Reason.DUPLICATE_EXAMPLE, f"same content as an earlier row ({example_id})"
-            )
-
-        if source_id is not None:
-            self._seen_source_ids.add((dataset, source_id))
+            return duplicate_example(example_id)
         self._seen_examples.add(example_id)
-        for canonical, (alias, _) in picked.items():
-            if alias != canonical:
-                self.aliases_used[alias] = canonical
-        return {
-            Col.EXAMPLE_ID: example_id,
-            Col.DATASET: dataset,
-            Col.TASK: task,
-            Col.PROMPT: prompt,
-            Col.REFERENCES: references,
-            Col.CONTEXT: context,
-            Col.METADATA: metadata,
-            Col.SOURCE_FILE: record.source_file,
-            Col.SOURCE_ROW: record.source_row,
-            Col.EVAL_DATE: self.eval_date,
-        }
+        self.aliases_used.update(checked.aliases)
+        return checked.row
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A record that passed every per-row check: its row, its source id (if it has one)
+    and the field aliases it used (alias -> canonical name)."""
+
+    row: dict[str, Any]
+    source_id: str | None
+    aliases: dict[str, str]
+
+
+def duplicate_id(source_id: str) -> Problem:
+    return Problem(SOURCE_ID_KEY, Reason.DUPLICATE_ID, f"id {source_id!r} appeared earlier")
+
+
+def duplicate_example(example_id: str) -> Problem:
+    return Problem("", Reason.DUPLICATE_EXAMPLE, f"same content as an earlier row ({example_id})")
+
+
+def check_record(
+    record: RawRecord,
+    dataset: str,
+    eval_date: dt.date,
+    max_field_chars: int,
+    default_task: str,
+) -> Checked | Problem:
+    """Every check of one record that needs no other row: fields, types, lengths,
+    characters. Duplicates across rows are the caller's (:class:`Validator` in order on
+    the driver, window functions in Spark)."""
+    if record.problem is not None:
+        return record.problem
+    assert record.fields is not None
+    invalid = first_invalid_text(record.fields)
+    if invalid:
+        where, escape = invalid
+        return Problem(
+            where.strip(),
+            Reason.INVALID_ENCODING,
+            f"holds {escape}, half of a UTF-16 surrogate pair (text cut inside a "
+            "character): not valid Unicode",
+        )
+    fields = {str(k).strip(): v for k, v in record.fields.items()}
+    picked: dict[str, tuple[str, Any]] = {}
+    for canonical, aliases in FIELD_ALIASES.items():
+        for alias in aliases:
+            if fields.get(alias) is not None:
+                picked[canonical] = (alias, fields[alias])
+                break
+    used_names = {alias for alias, _ in picked.values()}
+
+    prompt_name, prompt = picked.get(Col.PROMPT, (Col.PROMPT, None))
+    if prompt is None:
+        names = "/".join(FIELD_ALIASES[Col.PROMPT])
+        return Problem(Col.PROMPT, Reason.MISSING_FIELD, f"no prompt (looked for {names})")
+    if not isinstance(prompt, str):
+        return _wrong_type(prompt_name, prompt, "a string")
+    if not prompt.strip():
+        return Problem(prompt_name, Reason.EMPTY_FIELD, "is empty")
+
+    task_name, task = picked.get(Col.TASK, (Col.TASK, default_task))
+    if not isinstance(task, str):
+        return _wrong_type(task_name, task, "a string")
+    task = task.strip().lower()
+    if task not in TASKS:
+        return Problem(task_name, Reason.UNKNOWN_TASK, f"{task!r} is not one of {TASKS}")
+
+    refs_name, refs = picked.get(Col.REFERENCES, (Col.REFERENCES, None))
+    references = _references(refs_name, refs, task)
+    if isinstance(references, Problem):
+        return references
+
+    context_name, context = picked.get(Col.CONTEXT, (Col.CONTEXT, None))
+    if context is not None and not isinstance(context, str):
+        return _wrong_type(context_name, context, "a string")
+    context = context or None
+
+    meta_name, meta = picked.get(Col.METADATA, (Col.METADATA, None))
+    if meta is not None and not isinstance(meta, dict):
+        return _wrong_type(meta_name, meta, "an object of strings")
+    metadata = {str(k): _as_text(v) for k, v in (meta or {}).items()}
+
+    texts = [(prompt_name, prompt), (context_name, context or "")]
+    texts += [(refs_name, r) for r in references]
+    for name, text in texts:
+        if len(text) > max_field_chars:
+            return Problem(
+                name,
+                Reason.FIELD_TOO_LONG,
+                f"has {len(text):,} characters, the limit is {max_field_chars:,}",
+            )
+        if match := _CONTROL.search(text):
+            code = f"U+{ord(match.group()):04X}"
+            return Problem(name, Reason.CONTROL_CHARACTERS, f"holds control character {code}")
+
+    source_id = None
+    for name in SOURCE_ID_FIELDS:
+        if fields.get(name) is not None:
+            source_id = _as_text(fields[name])
+            used_names.add(name)
+            break
+    for key, value in fields.items():
+        if key not in used_names and value is not None:
+            metadata.setdefault(key, _as_text(value))
+    if source_id is not None:
+        metadata[SOURCE_ID_KEY] = source_id
+    example_id = content_id(task, prompt, context, references)
+    aliases = {alias: canonical for canonical, (alias, _) in picked.items() if alias != canonical}
+    row = {
+        Col.EXAMPLE_ID: example_id,
+        Col.DATASET: dataset,
+        Col.TASK: task,
+        Col.PROMPT: prompt,
+        Col.REFERENCES: references,
+        Col.CONTEXT: context,
+        Col.METADATA: metadata,
+        Col.SOURCE_FILE: record.source_file,
+        Col.SOURCE_ROW: record.source_row,
+        Col.EVAL_DATE: eval_date,
+    }
+    return Checked(row, source_id, aliases)
 
 
 def _references(name: str, value: Any, task: str) -> list[str] | Problem:

@@ -48,6 +48,7 @@ class DatasetResource(ConfigurableResource):
     allowed_roots: list[str]
     max_field_chars: int
     default_task: str
+    spark_ingest_min_bytes: int | None = None
 
     @property
     def static_path(self) -> Path | None:
@@ -164,6 +165,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             allowed_roots=[str(p) for p in settings.allowed_data_roots],
             max_field_chars=settings.max_field_chars,
             default_task=settings.default_task,
+            spark_ingest_min_bytes=settings.spark_ingest_min_bytes,
         ),
         "models": ModelsResource(
             registry_path=str(settings.models_yaml),

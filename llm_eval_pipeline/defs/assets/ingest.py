@@ -91,33 +91,34 @@ def ingest_examples(
             dataset_name=dataset.name,
             max_field_chars=dataset.max_field_chars,
             default_task=dataset.default_task,
+            spark_ingest_min_bytes=dataset.spark_ingest_min_bytes,
         )
     except DatasetReadError as exc:
         raise Failure(description=str(exc)) from exc
-    result = done.result
     context.log.info(
-        f"{day}: {result.rows_in} rows in, {done.stored_valid} valid, "
-        f"{done.stored_quarantined} quarantined ({dict(result.reasons)})"
+        f"{day}: {done.rows_in} rows in, {done.stored_valid} valid, "
+        f"{done.stored_quarantined} quarantined ({done.reasons})"
     )
 
     counts = {
-        "rows_in": result.rows_in,
-        "rows_valid": result.examples.num_rows,
-        "rows_quarantined": result.quarantined.num_rows,
+        "rows_in": done.rows_in,
+        "rows_valid": done.stored_valid,
+        "rows_quarantined": done.stored_quarantined,
+        "read_on": "Spark executors" if done.on_executors else "the driver",
     }
-    by_reason = {f"quarantined_{reason}": n for reason, n in sorted(result.reasons.items())}
+    by_reason = {f"quarantined_{reason}": n for reason, n in sorted(done.reasons.items())}
     yield MaterializeResult(
         asset_key=EXAMPLES_KEY,
         metadata={
             **counts,
             **by_reason,
-            "dagster/row_count": result.examples.num_rows,
+            "dagster/row_count": done.stored_valid,
             "dagster/column_schema": column_schema(EVAL_EXAMPLES),
             "delta_version": done.examples_version,
             "delta_table": MetadataValue.path(str(store.path(EVAL_EXAMPLES))),
-            "sources": MetadataValue.json(result.rows_per_source),
-            "aliases_used": MetadataValue.json(result.aliases_used),
-            "preview": markdown_preview(result.examples, EXAMPLE_PREVIEW_COLUMNS),
+            "sources": MetadataValue.json(done.rows_per_source),
+            "aliases_used": MetadataValue.json(done.aliases_used),
+            "preview": markdown_preview(done.examples_preview, EXAMPLE_PREVIEW_COLUMNS),
         },
         check_results=[
             AssetCheckResult(
@@ -125,7 +126,7 @@ def ingest_examples(
                 asset_key=EXAMPLES_KEY,
                 passed=done.balanced,
                 metadata={
-                    "rows_in": result.rows_in,
+                    "rows_in": done.rows_in,
                     "stored_valid": done.stored_valid,
                     "stored_quarantined": done.stored_quarantined,
                 },
@@ -137,10 +138,10 @@ def ingest_examples(
         metadata={
             **counts,
             **by_reason,
-            "dagster/row_count": result.quarantined.num_rows,
+            "dagster/row_count": done.stored_quarantined,
             "dagster/column_schema": column_schema(QUARANTINED_EXAMPLES),
             "delta_version": done.quarantine_version,
             "delta_table": MetadataValue.path(str(store.path(QUARANTINED_EXAMPLES))),
-            "preview": markdown_preview(result.quarantined, QUARANTINE_PREVIEW_COLUMNS),
+            "preview": markdown_preview(done.quarantine_preview, QUARANTINE_PREVIEW_COLUMNS),
         },
     )
