@@ -112,3 +112,56 @@ HOST = "The wasp Tarsa velina lays its eggs inside the larvae of the Morrow moth
 def test_a_relation_whose_roles_are_swapped_is_unbound(answer: str, bound: bool) -> None:
     found = unbound_relation(answer, "What links Tarsa velina and the Morrow moth?", HOST)
     assert found is not None and (found == 0.0) == bound, found
+
+
+ORBIT = (
+    "The exoplanet Tereth b orbits the red dwarf Calyx-9 once every 11 days. "
+    "The text editor Wrenpad was forked from the older editor Scribe in 2012 by volunteers."
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "bound"),
+    [
+        ("Tereth b orbits Calyx-9.", True),
+        ("Calyx-9 orbits Tereth b.", False),
+        ("Wrenpad is a fork of Scribe.", True),
+        ("Scribe is a fork of Wrenpad.", False),
+    ],
+)  # fmt: skip
+def test_a_short_answer_that_is_a_clause_has_its_roles_checked(answer: str, bound: bool) -> None:
+    # a "by" further on than just after the relation word does not make it passive
+    found = unbound_relation(answer, "How are they related?", ORBIT)
+    assert found is not None and (found == 0.0) == bound, found
+
+
+BANKS = (
+    "Halden Bank was founded in 1874 in Oslo. It merged with Nordvest Credit in 2001.\n\n"
+    "Nordvest Credit was established in Bergen in 1856. The research ship Aurora Vale, "
+    "launched in 2005, is 96 metres long."
+)
+
+
+def test_a_candidate_is_valued_where_it_is_the_subject_and_years_keep_their_commas() -> None:
+    question = "Which bank is older, Halden Bank or Nordvest Credit?"
+    assert comparison_verdict("Nordvest Credit", question, BANKS) == 0.0
+    assert comparison_verdict("Halden Bank", question, BANKS) == 1.0
+    ships = "The Nordstjerna, launched in 1998, is 122 metres long. " + BANKS.split("\n\n")[1]
+    question = "Which ship is longer, the Nordstjerna or the Aurora Vale?"
+    assert comparison_verdict("The Nordstjerna", question, ships) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "share"),
+    [
+        ("Nordvest Credit is eighteen years older than Halden Bank.", 0.0),
+        ("Nordvest Credit is 18 years older than Halden Bank.", 0.0),
+        ("Nordvest Credit is 25 years older than Halden Bank.", 1 / 4),
+        ("Nordvest Credit had 18 branches.", 1 / 3),  # no comparison: a new number
+    ],
+)  # fmt: skip
+def test_a_difference_of_the_evidence_numbers_is_supported_in_a_comparison(
+    answer: str, share: float
+) -> None:
+    parts = hallucination_components(answer, "Which bank is older?", BANKS, [])
+    assert parts["unsupported_fact_share"] == pytest.approx(share)

@@ -38,9 +38,11 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     evidence clause holding the word also holds all the output clause's anchors that the
     evidence knows, unless every such clause puts two of the anchors on the other
     sides of the word than the output does (roles swapped: "the moth lays its
-    eggs in the wasp"; a "by" after the word reads as the passive voice); the component
-    is the share unbound. A short answer
-    (``SHORT_ANSWER_WORDS`` words or fewer) is checked the other way round: the question's
+    eggs in the wasp"; a "by" just after the word reads as the passive voice); the
+    component is the share unbound. A short answer (``SHORT_ANSWER_WORDS`` words or
+    fewer) that is a name rather than a clause (a clause: two of the evidence's anchors
+    and a word between them, "Scribe is a fork of Wrenpad") is checked the other way
+    round: the question's
     relation words (its content words other than names and numbers), each against the
     evidence clauses holding it, and the answer's anchors (or its content words, when it
     names nothing).
@@ -148,7 +150,7 @@ _TENS = {
 }
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _NUMBER_WORD = re.compile(r"\b(?:" + "|".join([*_UNITS, *_TENS, *_SCALES]) + r")\b", re.IGNORECASE)
-_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*|\d[\d,]*(?:\.\d+)?")
 
 
@@ -413,12 +415,38 @@ class Evidence:
         )
 
 
+_DERIVING = frozenset(
+    {
+        "than", "times", "apart", "after", "later", "earlier", "before", "difference",
+        "more", "fewer", "less", "older", "younger", "longer", "shorter", "twice", "half",
+    }
+)  # fmt: skip
+MAX_DERIVING_NUMBERS = 30
+"""Evidence numbers whose differences and ratios are tried (pairs grow as the square)."""
+
+
+def _derived(number: str, output: str, evidence_numbers: set[str]) -> bool:
+    """Whether ``number`` is the difference or the (rounded, at least 2) ratio of two
+    evidence numbers in an output that compares ("eighteen years older than", "three
+    times deeper"): a claim computed from the evidence, not one added to it."""
+    if not {w.lower() for w in _WORD.findall(output)} & _DERIVING:
+        return False
+    target = float(number)
+    values = sorted({float(n) for n in evidence_numbers})[:MAX_DERIVING_NUMBERS]
+    for i, a in enumerate(values):
+        for b in values[i + 1 :]:
+            if b - a == target or (a > 0 and b / a >= 2 and round(b / a) == target):
+                return True
+    return False
+
+
 def fact_share(output: str, evidence: Evidence) -> float:
     numbers = _numbers(output) - evidence.prompt_numbers
     names = _names(output) - evidence.prompt_words
     if not numbers and not names:
         return 0.0
-    unsupported = len(numbers - evidence.numbers) + sum(
+    missing = {n for n in numbers - evidence.numbers if not _derived(n, output, evidence.numbers)}
+    unsupported = len(missing) + sum(
         not _supported(name, evidence.words, evidence.word_prefixes) for name in names
     )
     return unsupported / (len(numbers) + len(names))
@@ -488,12 +516,21 @@ def _names_in(text: str, stems: list[str]) -> bool:
     return bool(stems) and all(s in found for s in stems)
 
 
+def _name_position(sentence: str, stems: list[str]) -> int | None:
+    """Where the name ``stems`` starts in ``sentence`` (in words), None when absent."""
+    order = [_stem(w) for w in _WORD.findall(sentence)]
+    return order.index(stems[0]) if _names_in(sentence, stems) else None
+
+
 def _candidate_value(sentences: list[str], own: list[str], other: list[str], years: bool):
     """The first year (or other number) in a sentence naming the candidate, or in the
-    sentence after it unless that one names the other candidate."""
-    for i, sentence in enumerate(sentences):
-        if not _names_in(sentence, own):
-            continue
+    sentence after it unless that one names the other candidate. The sentences naming it
+    are tried by where the name stands, the earliest first: the sentence that is about
+    the candidate ("B was established in 1856") before one that mentions it ("It merged
+    with B in 2001")."""
+    positions = [(_name_position(s, own), i) for i, s in enumerate(sentences)]
+    for _, i in sorted((p, i) for p, i in positions if p is not None):
+        sentence = sentences[i]
         span = [sentence]
         if i + 1 < len(sentences) and not _names_in(sentences[i + 1], other):
             span.append(sentences[i + 1])
@@ -537,6 +574,10 @@ def comparison_verdict(output: str, prompt: str, context: str | None) -> float |
 
 
 SHORT_ANSWER_WORDS = 5
+PASSIVE_BY_WITHIN = 2
+"""A "by" this many words after a relation word or fewer reads it as passive ("was
+directed by X", "was first synthesised by X"); one further on is another phrase
+("forked from Scribe in 2012 by volunteers")."""
 _CLAUSE_BREAK = re.compile(
     r"([,;:()]|\s[-\u2013\u2014]\s|"
     r"\b(?:that|which|who|whom|whose|where|while|and|but|after|before|when|whereas)\b)",
@@ -588,7 +629,7 @@ class _Clause:
         if word not in self.order:
             return None
         at = self.order.index(word)
-        passive = "by" in self.order[at + 1 :]
+        passive = "by" in self.order[at + 1 : at + 1 + PASSIVE_BY_WITHIN]
         return {a: (self.order.index(a) > at) != passive for a in anchors if a in self.order}
 
 
@@ -623,7 +664,9 @@ def unbound_relation(output: str, prompt: str, context: str | None) -> float | N
     if not evidence:
         return None
     known = set().union(*(c.anchors for c in evidence))
-    if len(output.split()) <= SHORT_ANSWER_WORDS:
+    named = _anchors(output) & known
+    relates = len(named) >= 2 and bool(_content_stems(output) - _anchors(output))
+    if len(output.split()) <= SHORT_ANSWER_WORDS and not relates:
         anchors = _anchors(output) & known or {
             s for s in _content_stems(output) if any(s in c.stems for c in evidence)
         }
