@@ -26,10 +26,14 @@ from llm_eval_pipeline.settings import Settings, get_settings
 
 
 def build_definitions(settings: Settings) -> Definitions:
+    production = settings.database_url is not None
     return Definitions(
         assets=[with_start_date(asset, settings.start_date) for asset in ALL_ASSETS],
         jobs=[daily_ingest_job, generation_job, dashboard_job, maintenance_job],
-        schedules=[daily_ingest_schedule, weekly_maintenance_schedule],
+        schedules=[
+            daily_ingest_schedule(settings.daily_schedule_time, running=production),
+            weekly_maintenance_schedule(running=production),
+        ],
         sensors=[new_model_sensor, automation_sensor],
         resources=build_resources(settings),
         # Every step uses Spark; in one process they share one SparkSession, where the

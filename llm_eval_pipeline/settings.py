@@ -137,6 +137,32 @@ def _mapping(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _time_of_day(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 06:00 as 360
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    try:
+        return dt.time.fromisoformat(str(value)).strftime("%H:%M")
+    except ValueError:
+        raise ValueError(f"{value!r} is not an HH:MM time of day") from None
+
+
+def _postgres_url(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
+        raise ValueError(f"{redacted_url(text)!r} is not a postgresql://user:password@host/db URL")
+    return text
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, at, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{location}" if ":" in credentials else url
+
+
 def _optional(parse: Parser) -> Parser:
     def parse_optional(value: Any) -> Any:
         return None if value in (None, "") else parse(value)
@@ -228,6 +254,14 @@ class Settings:
         env="LLM_EVAL_GPU_DISCOVERY_SCRIPT")  # fmt: skip
     spark_conf: Mapping[str, str] = setting(
         {}, "extra Spark configuration (a mapping), applied last", _mapping)  # fmt: skip
+    database_url: str | None = setting(
+        None, "production: PostgreSQL for Dagster's instance, and database + '_mlflow' on "
+        "the same server for MLflow (`llm-eval serve`); unset: sqlite under home",
+        _optional(_postgres_url), env="LLM_EVAL_DATABASE_URL")  # fmt: skip
+    daily_schedule_time: str = setting(
+        "06:00", "UTC time (HH:MM) the daily schedule ingests the previous day; it "
+        "runs by itself in the production deployment", _time_of_day,
+        env="LLM_EVAL_DAILY_SCHEDULE_TIME")  # fmt: skip
     mlflow_tracking_uri_override: str | None = setting(
         None, "MLflow tracking URI (default: sqlite:///home/mlflow.db)", _optional(_text),
         env="MLFLOW_TRACKING_URI", key="mlflow_tracking_uri")  # fmt: skip

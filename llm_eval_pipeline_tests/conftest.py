@@ -19,12 +19,19 @@ RUN_HOME = Path(tempfile.mkdtemp(prefix="llm_eval_test_home_"))
 PLANTED_KEY_ENV, PLANTED_KEY = "LLM_EVAL_TEST_PLANTED_KEY", "sk-PLANTED-9f3c2e7a41b8"
 
 
+KEPT_ENV = {
+    "LLM_EVAL_SCREENSHOTS",  # browser tests save README screenshots when set
+    "LLM_EVAL_TEST_DATABASE_URL",  # the PostgreSQL server of test_postgres_e2e (.ci/run)
+    "LLM_EVAL_REQUIRE_POSTGRES",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The run's environment, before any test or fixture: the variables a developer may
     have set are cleared, and the run gets a home of its own (importing the package reads
     no settings, so the order of imports does not matter)."""
     for name in list(os.environ):
-        if name == "LLM_EVAL_SCREENSHOTS":  # browser tests save README screenshots when set
+        if name in KEPT_ENV:
             continue
         if name.startswith("LLM_EVAL_") or name in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME"):
             del os.environ[name]

@@ -10,6 +10,7 @@ llm-eval run [--dataset PATH] [--name NAME] [--start YYYY-MM-DD] [--end YYYY-MM-
              [--models a,b] [--dry-run]
 llm-eval status [--days N]
 llm-eval ui [--port 3000] [--mlflow-port 5000]
+llm-eval serve [--port 3000] [--mlflow-port 5000]    (PostgreSQL: database_url)
 
 Every command's exit status is its result: 0 done, 1 a problem it reported, 2 bad
 arguments (see :func:`entry`).
@@ -159,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="start the Dagster and MLflow UIs on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000, help="Dagster UI port (3000)")
     ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (5000)")
+    serve = commands.add_parser(
+        "serve",
+        help="the production deployment on 127.0.0.1: dagster-webserver, dagster-daemon and "
+        "mlflow server, over PostgreSQL (database_url)",
+    )
+    serve.add_argument("--port", type=int, default=3000, help="Dagster UI port (3000)")
+    serve.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port (5000)")
     return parser
 
 
@@ -189,6 +197,10 @@ def run_command(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.command == "ui":
         return start_ui(settings, args.port, args.mlflow_port)
+    if args.command == "serve":
+        from llm_eval_pipeline.cli.serve import start_serve
+
+        return start_serve(settings, args.port, args.mlflow_port)
     if args.command == "models":
         return models_command(settings, args)
     if args.command == "score":

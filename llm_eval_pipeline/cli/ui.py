@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from llm_eval_pipeline.cli.database import DAGSTER_URL_ENV, dagster_database_url
 from llm_eval_pipeline.settings import Settings
 
 # Each run starts its own Spark driver: two at a time suits a laptop.
@@ -21,6 +22,18 @@ concurrency:
   runs:
     max_concurrent_runs: 2
 """
+# The production deployment (``database_url`` set): runs, events and schedules in
+# PostgreSQL. The URL is read from the environment (cli/database.py) when the instance
+# loads, so the file holds no password.
+DAGSTER_POSTGRES_YAML = (
+    DAGSTER_YAML
+    + """\
+storage:
+  postgres:
+    postgres_url:
+      env: LLM_EVAL_DAGSTER_POSTGRES_URL
+"""
+)
 
 
 # Usage reports stay off: MLflow's client and server send them unless told not to
@@ -29,25 +42,34 @@ NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """The Dagster instance folder inside LLM_EVAL_HOME, shared by the CLI and the UI."""
+    """The Dagster instance folder inside LLM_EVAL_HOME, shared by the CLI and the UI:
+    its ``dagster.yaml`` keeps the instance in sqlite there, or in PostgreSQL when
+    ``database_url`` is set. A ``dagster.yaml`` this function did not write is left as
+    it is; one it wrote for the other storage is replaced."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    if settings.database_url:  # dagster.yaml reads it from the environment
+        os.environ[DAGSTER_URL_ENV] = dagster_database_url(settings.database_url)
     dagster_yaml = settings.dagster_home / "dagster.yaml"
-    if not dagster_yaml.exists():
+    wanted = DAGSTER_POSTGRES_YAML if settings.database_url else DAGSTER_YAML
+    current = dagster_yaml.read_text(encoding="utf-8") if dagster_yaml.exists() else None
+    if current is None or (current != wanted and current in (DAGSTER_YAML, DAGSTER_POSTGRES_YAML)):
         # written whole or not at all: another process may be reading it already
         partial = dagster_yaml.with_name(f".dagster.yaml.{os.getpid()}")
-        partial.write_text(DAGSTER_YAML, encoding="utf-8")
+        partial.write_text(wanted, encoding="utf-8")
         os.replace(partial, dagster_yaml)
     return settings.dagster_home
 
 
+def code_location() -> list[str]:
+    """The Dagster servers' code arguments: the repository's workspace, else the module."""
+    if Path("workspace.yaml").exists():
+        return ["-w", "workspace.yaml"]
+    return ["-m", "llm_eval_pipeline.definitions"]
+
+
 def ui_commands(settings: Settings, port: int, mlflow_port: int) -> dict[str, list[str]]:
     """The two servers ``llm-eval ui`` starts, both on 127.0.0.1."""
-    bin_dir = Path(sys.executable).parent
-    target = (
-        ["-w", "workspace.yaml"]
-        if Path("workspace.yaml").exists()
-        else ["-m", "llm_eval_pipeline.definitions"]
-    )
+    bin_dir, target = Path(sys.executable).parent, code_location()
     settings.mlartifacts_dir.mkdir(parents=True, exist_ok=True)
     return {
         "dagster": [str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), *target],
@@ -90,6 +112,12 @@ def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
         print(f"MLflow UI on http://127.0.0.1:{mlflow_port} ({settings.mlflow_tracking_uri})")
     print(f"Dagster UI on http://127.0.0.1:{port} (instance: {env['DAGSTER_HOME']})")
     print("Ctrl-C stops both.")
+    return run_servers(commands, env)
+
+
+def run_servers(commands: dict[str, list[str]], env: dict[str, str]) -> int:
+    """Start each command in its own process group, wait until Ctrl-C, SIGTERM or until
+    one exits, then stop them all; the largest exit status."""
     # Handled (not ignored, as in a background job) so that the servers start with the
     # default dispositions and stop on SIGINT; SIGTERM stops them the same way.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -101,6 +129,8 @@ def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
     try:
         while all(p.poll() is None for p in servers.values()):
             time.sleep(0.5)
+        stopped = [name for name, p in servers.items() if p.poll() is not None]
+        print(f"{', '.join(stopped)} stopped; stopping the others", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     finally:

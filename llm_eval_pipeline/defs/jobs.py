@@ -9,6 +9,7 @@ of their own, which the new-model sensor and ``llm-eval`` use.)
 
 from dagster import (
     AssetSelection,
+    DefaultScheduleStatus,
     ScheduleDefinition,
     build_schedule_from_partitioned_job,
     define_asset_job,
@@ -57,8 +58,21 @@ dashboard_job = define_asset_job(
     description="Render the dashboard over every day and model.",
 )
 
-# 06:00 UTC, for the previous day's partition.
-daily_ingest_schedule = build_schedule_from_partitioned_job(daily_ingest_job, hour_of_day=6)
+
+def _status(running: bool) -> DefaultScheduleStatus:
+    return DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED
+
+
+def daily_ingest_schedule(time_of_day: str, running: bool) -> ScheduleDefinition:
+    """The daily ingestion at ``time_of_day`` (HH:MM, UTC), for the previous day's
+    partition; ``running`` starts it with the code location (the production deployment,
+    where ``dagster-daemon`` runs it), else it waits to be switched on in the UI."""
+    hour, minute = (int(part) for part in time_of_day.split(":"))
+    return build_schedule_from_partitioned_job(
+        daily_ingest_job, hour_of_day=hour, minute_of_hour=minute,
+        default_status=_status(running),
+    )  # fmt: skip
+
 
 maintenance_job = define_asset_job(
     MAINTENANCE_JOB,
@@ -66,10 +80,14 @@ maintenance_job = define_asset_job(
     description="Compact, vacuum and checkpoint every Delta table.",
 )
 
-# Sundays 04:00 UTC, outside the daily ingestion's hour.
-weekly_maintenance_schedule = ScheduleDefinition(
-    name="weekly_delta_maintenance",
-    job=maintenance_job,
-    cron_schedule="0 4 * * 0",
-    execution_timezone="UTC",
-)
+
+def weekly_maintenance_schedule(running: bool) -> ScheduleDefinition:
+    """Sundays 04:00 UTC, outside the daily ingestion's default hour; ``running`` as for
+    :func:`daily_ingest_schedule`."""
+    return ScheduleDefinition(
+        name="weekly_delta_maintenance",
+        job=maintenance_job,
+        cron_schedule="0 4 * * 0",
+        execution_timezone="UTC",
+        default_status=_status(running),
+    )
