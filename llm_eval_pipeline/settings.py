@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -151,6 +152,30 @@ def _postgres_url(value: Any) -> str:
     if not text.startswith(("postgresql://", "postgres://", "postgresql+psycopg2://")):
         raise ValueError(f"{redacted_url(text)!r} is not a postgresql://user:password@host/db URL")
     return text
+
+
+POSTGRES_DRIVER = "postgresql+psycopg2"
+
+
+def with_scheme(url: str, scheme: str, path: str | None = None) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme=scheme, path=path if path is not None else parts.path))
+
+
+def dagster_database_url(database_url: str) -> str:
+    """Dagster's instance storage: the database of ``database_url``, through psycopg2.
+
+    psycopg2 is named explicitly: SQLAlchemy 2.1 reads a bare ``postgresql://`` as
+    psycopg 3, whose server-side parameters dagster-postgres's ``NOTIFY run_events,
+    %(id)s`` does not survive (seen here: every schedule tick failed)."""
+    return with_scheme(database_url, POSTGRES_DRIVER)
+
+
+def mlflow_database_url(database_url: str) -> str:
+    """The MLflow tracking store: the same server, the database name + ``_mlflow``
+    (Dagster's and MLflow's tables would collide in one database)."""
+    name = urlsplit(database_url).path.lstrip("/") or "postgres"
+    return with_scheme(database_url, POSTGRES_DRIVER, f"/{name}_mlflow")
 
 
 def redacted_url(url: str) -> str:
@@ -371,7 +396,13 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri_override or f"sqlite:///{self.mlflow_db}"
+        """``MLFLOW_TRACKING_URI`` when set; else the PostgreSQL store of the production
+        deployment (``database_url``), else sqlite under home."""
+        if self.mlflow_tracking_uri_override:
+            return self.mlflow_tracking_uri_override
+        if self.database_url:
+            return mlflow_database_url(self.database_url)
+        return f"sqlite:///{self.mlflow_db}"
 
     @property
     def allowed_data_roots(self) -> tuple[Path, ...]:

@@ -34,10 +34,12 @@ from llm_eval_pipeline.core.schema import GENERATIONS, METRIC_AGGREGATES, Col
 from llm_eval_pipeline.defs.jobs import INGEST_JOB
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.tracking.mlflow_runs import TAG_KIND, TAG_MODEL, experiment_name
+from llm_eval_pipeline_tests import postgres_server
 from llm_eval_pipeline_tests.processes import (
     answers,
     capitals_dataset,
     environment,
+    finish,
     free_port,
     llm_eval,
     start_llm_eval,
@@ -180,3 +182,51 @@ def test_a_schedule_tick_through_the_daemon_runs_the_chain_on_postgres(
     finally:
         stop_servers([serve])
         os.environ.pop(DAGSTER_URL_ENV, None)
+
+
+@pytest.mark.e2e
+def test_postgres_stopped_mid_run_fails_naming_it_and_a_rerun_recovers(tmp_path: Path) -> None:
+    """`llm-eval run` on PostgreSQL; the server is stopped once the day's generations are
+    committed: the run fails with one message naming the database, and the same command,
+    once the server is back, completes the day with one MLflow run, not two."""
+    if not postgres_server.available():
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {postgres_server.PG_BIN} has no PostgreSQL 15")
+        pytest.skip(f"no PostgreSQL 15 server binaries in {postgres_server.PG_BIN}")
+    home = tmp_path / "home"
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
+    with postgres_server.PrivateServer() as server:
+        env = {
+            **environment(home),
+            "LLM_EVAL_DATABASE_URL": server.url,
+            "LLM_EVAL_DATASET": str(capitals_dataset(home)),
+            "LLM_EVAL_START_DATE": day.isoformat(),
+        }
+        llm_eval(env, "models", "add", "a", "--backend", "precomputed", "--column", "right",
+                 "--baseline")  # fmt: skip
+        store = DeltaStore(home / "delta")
+        run = start_llm_eval(env, "run", "--start", day.isoformat(), "--end", day.isoformat())
+        deadline = time.monotonic() + 300
+        while not store.partitions(GENERATIONS) and run.poll() is None:
+            assert time.monotonic() < deadline, "no generations partition in 300 s"
+            time.sleep(0.2)
+        server.stop()
+        code, output = finish(run)
+        assert code == 1, output
+        assert (
+            f"lost the PostgreSQL database postgresql://llm_eval@127.0.0.1:{server.port}/llm_eval"
+            in output
+        )
+        assert "Traceback" not in output
+        assert not any(p[Col.MODEL_ID] == "a" for p in store.partitions(METRIC_AGGREGATES))
+
+        server.start()
+        rerun = llm_eval(env, "run", "--start", day.isoformat(), "--end", day.isoformat())
+        assert "FAILED" not in rerun
+        assert [p[Col.MODEL_ID] for p in store.partitions(METRIC_AGGREGATES)] == ["a"]
+        client = MlflowClient(tracking_uri=mlflow_database_url(server.url))
+        experiment = client.get_experiment_by_name(experiment_name("capitals"))
+        runs = client.search_runs([experiment.experiment_id])
+        assert sorted(
+            r.data.tags[TAG_MODEL] for r in runs if r.data.tags.get(TAG_KIND) != "dashboard"
+        ) == ["a"]

@@ -20,7 +20,7 @@ from llm_eval_pipeline.core.schema import (
 )
 from llm_eval_pipeline.demo import demo_dataset_path
 from llm_eval_pipeline.demo.models import DEMO_MODELS
-from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline.settings import Settings, mlflow_database_url, redacted_url
 
 # Dagster's step events go to the run's event log (the UI); the terminal gets INFO and up.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -70,6 +70,13 @@ class Pipeline:
 
         # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
         # starting at once must not both do it.
+        self.database_url = settings.database_url
+        if self.database_url:
+            from llm_eval_pipeline.cli.database import check_database, ensure_database
+
+            check_database(self.database_url)
+            if settings.mlflow_tracking_uri == mlflow_database_url(self.database_url):
+                ensure_database(settings.mlflow_tracking_uri)
         dagster_home = prepare_dagster_home(settings)
         with exclusive(dagster_home / "instance.lock"):
             self.instance = DagsterInstance.from_config(str(dagster_home))
@@ -105,13 +112,21 @@ class Pipeline:
 
     def _execute(self, job_name: str, partition_key, label: str, tags: dict | None = None) -> bool:
         job = self.defs.resolve_job_def(job_name)
-        result = job.execute_in_process(
-            partition_key=partition_key,
-            instance=self.instance,
-            raise_on_error=False,
-            run_config=QUIET_LOGS,
-            tags=tags,
-        )
+        try:
+            result = job.execute_in_process(
+                partition_key=partition_key,
+                instance=self.instance,
+                raise_on_error=False,
+                run_config=QUIET_LOGS,
+                tags=tags,
+            )
+        except Exception as exc:
+            if self.database_url:
+                from llm_eval_pipeline.cli.database import connection_lost, is_connection_failure
+
+                if is_connection_failure(exc):
+                    raise connection_lost(self.database_url, f"{label} ({job.name})", exc) from exc
+            raise
         print(f"{label}: {job.name} run {result.run_id} {'ok' if result.success else 'FAILED'}")
         for event in result.get_step_failure_events():
             error = event.step_failure_data.error
@@ -168,7 +183,7 @@ def print_next_steps(settings: Settings) -> None:
     dashboard = settings.dashboard_dir / DASHBOARD_FILE
     if dashboard.exists():
         print(f"\nDashboard: {dashboard.as_uri()}")
-    print(f"MLflow runs: {settings.mlflow_tracking_uri}")
+    print(f"MLflow runs: {redacted_url(settings.mlflow_tracking_uri)}")
     print(
         "Open the UIs: `make ui` (Dagster on http://127.0.0.1:3000, MLflow on "
         "http://127.0.0.1:5000); both use this home: "

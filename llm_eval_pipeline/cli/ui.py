@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from llm_eval_pipeline.cli.database import DAGSTER_URL_ENV, dagster_database_url
-from llm_eval_pipeline.settings import Settings
+from llm_eval_pipeline.settings import Settings, redacted_url
 
 # Each run starts its own Spark driver: two at a time suits a laptop.
 DAGSTER_YAML = """\
@@ -107,9 +107,10 @@ def start_ui(settings: Settings, port: int, mlflow_port: int) -> int:
         "sqlite:"
     ):
         del commands["mlflow"]
-        print(f"MLflow: {settings.mlflow_tracking_uri} (MLFLOW_TRACKING_URI)")
+        print(f"MLflow: {redacted_url(settings.mlflow_tracking_uri)} (MLFLOW_TRACKING_URI)")
     else:
-        print(f"MLflow UI on http://127.0.0.1:{mlflow_port} ({settings.mlflow_tracking_uri})")
+        store = redacted_url(settings.mlflow_tracking_uri)
+        print(f"MLflow UI on http://127.0.0.1:{mlflow_port} ({store})")
     print(f"Dagster UI on http://127.0.0.1:{port} (instance: {env['DAGSTER_HOME']})")
     print("Ctrl-C stops both.")
     return run_servers(commands, env)
