@@ -41,8 +41,7 @@ def design(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(x), np.asarray(y, dtype="float64")
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50) -> np.ndarray:
-    """Coefficients (intercept first) maximising the log-likelihood minus l2·|b|²/2."""
+def _newton(x: np.ndarray, y: np.ndarray, l2: float, steps: int) -> np.ndarray:
     b = np.zeros(x.shape[1])
     penalty = np.diag([0.0, *([l2] * (x.shape[1] - 1))])
     for _ in range(steps):
@@ -54,6 +53,32 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50) 
         if np.abs(step).max() < 1e-10:
             break
     return b
+
+
+MONOTONE = tuple(name != "reference_free" for name in FEATURES)
+"""Which coefficients may not be negative: every component counts signs of fabrication,
+so more of one never lowers the probability (a negative weight fitted on one set, e.g.
+because its faithful answers paraphrase with words of their own, would turn an
+unsupported addition into evidence of faithfulness elsewhere). ``reference_free`` is an
+offset and may take either sign."""
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 50,
+    monotone: tuple[bool, ...] = MONOTONE,
+) -> np.ndarray:  # fmt: skip
+    """Coefficients (intercept first) maximising the log-likelihood minus l2·|b|²/2, with
+    the ``monotone`` features' coefficients kept at 0 or above: a feature whose
+    unconstrained coefficient comes out negative is dropped (fixed at 0) and the rest
+    refitted, until none is (an active-set solution of the constrained problem)."""
+    free = np.ones(x.shape[1], dtype=bool)
+    while True:
+        b = np.zeros(x.shape[1])
+        b[free] = _newton(x[:, free], y, l2, steps)
+        negative = [i + 1 for i, m in enumerate(monotone) if m and free[i + 1] and b[i + 1] < 0]
+        if not negative:
+            return b
+        free[min(negative, key=lambda i: b[i])] = False
 
 
 def main() -> None:

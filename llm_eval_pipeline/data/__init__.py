@@ -8,7 +8,12 @@ answer is right or wrong: a paraphrase, a relation swap, a flipped comparison, a
 attribute moved to another entity of the passage, ...). Part 0 (92 rows) is the first
 set; part a (science, nature, geography, technology) and part b (history, arts, sports,
 business) came later, each question with faithful and fabricated answers, short and
-sentence-long on both sides.
+sentence-long on both sides. Parts c (film, music, literature, sport) and d (politics,
+history, science, companies) are multi-hop: two or three encyclopedia-style paragraphs
+about fictional entities linked by a bridge entity ("where was the star of F born?") or
+compared ("which was founded first, X or Y?"), each question with a short and a
+sentence-long faithful answer, a fabricated sentence that reuses the passage's names in
+a wrong relation or with another entity's attribute, and a short wrong entity.
 
 Every question group falls in one of two parts by a hash of its name: ``dev`` (about
 60%, and all of part 0, which earlier work looked at) is where the hallucination
@@ -22,7 +27,7 @@ import json
 from importlib.resources import files
 from pathlib import Path
 
-FAITHFULNESS_PARTS = ("part_0", "part_a", "part_b")
+FAITHFULNESS_PARTS = ("part_0", "part_a", "part_b", "part_c", "part_d")
 DEV, TEST = "dev", "test"
 DEV_SHARE = 0.6
 FABRICATED = "fabricated"

@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from llm_eval_pipeline.core.metrics.calibration import CONSTANTS, FEATURES, features, shipped
+from llm_eval_pipeline.core.metrics.calibration import (
+    CONSTANTS,
+    FEATURES,
+    LEXICAL,
+    features,
+    shipped,
+)
 from llm_eval_pipeline.core.metrics.hallucination import (
     comparison_verdict,
     hallucination_components,
@@ -43,10 +49,25 @@ def test_the_probability_rises_with_each_sign_of_fabrication() -> None:
     clean = {name: 0.0 for name in FEATURES} | {"unsupported_answer_share": 0.0}
     base = calibration.probability(clean)
     assert 0.0 < base < 0.5
-    for name in ("unsupported_fact_share", "contradiction", "unsupported_answer_share"):
-        assert calibration.probability({**clean, name: 1.0}) > base
+    for name in LEXICAL:  # each, through its coefficient or the lexical index
+        assert calibration.probability({**clean, name: 1.0}) > base, name
     # no reference: the reference_free feature is on
-    assert features({**clean, "unsupported_answer_share": None})[-1] == 1.0
+    free = features({**clean, "unsupported_answer_share": None})
+    assert free[FEATURES.index("reference_free")] == 1.0
+
+
+def test_the_fit_keeps_every_sign_of_fabrication_non_negative() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    signal, against = rng.random(n), rng.random(n)
+    offset = rng.integers(0, 2, n).astype(float)
+    y = (signal - 0.8 * against - 0.5 * offset + 0.2 * rng.standard_normal(n) > 0).astype(float)
+    x = np.column_stack([np.ones(n), signal, against, offset])
+    free = fit_logistic(x, y, monotone=(False, False, False))
+    assert free[2] < 0 and free[3] < 0  # unconstrained, both come out negative
+    fitted = fit_logistic(x, y, monotone=(True, True, False))
+    assert fitted[1] > 0 and fitted[2] == 0.0  # the sign of fabrication is held at 0
+    assert fitted[3] < 0  # an offset may take either sign
 
 
 def test_the_shipped_constants_are_what_the_script_fits_on_the_dev_part() -> None:
@@ -165,3 +186,31 @@ def test_a_difference_of_the_evidence_numbers_is_supported_in_a_comparison(
 ) -> None:
     parts = hallucination_components(answer, "Which bank is older?", BANKS, [])
     assert parts["unsupported_fact_share"] == pytest.approx(share)
+
+
+BRIDGE = FILM + "\n\nMarek Vidal is an actor and painter. He was born in the town of Pellow."
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Pellow", 0.0),  # "born" meets Pellow; "star" meets only the bridge, Marek Vidal
+        ("Lena Ostrova", 1.0),  # no word of the question meets her
+        ("Grey Harbour", None),  # names only what the question names
+    ],
+)  # fmt: skip
+def test_a_short_answer_to_a_multi_hop_question_needs_one_relation_word_bound(
+    answer: str, expected: float | None
+) -> None:
+    question = "In which town was the star of Grey Harbour born?"
+    assert unbound_relation(answer, question, BRIDGE) == expected
+
+
+def test_a_comparison_candidate_may_hold_short_lower_case_words() -> None:
+    passage = (
+        "Friends of the Marsh was founded in 1921 by birdwatchers. Lantern for Readers is a "
+        "literacy charity. It was founded in 1958."
+    )
+    question = "Which society was founded first, Friends of the Marsh or Lantern for Readers?"
+    assert comparison_verdict("Friends of the Marsh", question, passage) == 0.0
+    assert comparison_verdict("Lantern for Readers was founded first.", question, passage) == 1.0

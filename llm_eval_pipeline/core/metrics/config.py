@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from llm_eval_pipeline.core.metrics.calibration import HALLUCINATION_WEIGHTS
 from llm_eval_pipeline.core.metrics.registry import SCORED_GROUPS as GROUPS
 
 OPERATIONAL = {"operational": True}
@@ -55,15 +56,7 @@ class MetricConfig:
     perplexity_stride: int | None = None  # None: half the model's context
     scorer_model: str | None = None  # transformers path to score models without their own
     hallucination_weights: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "unsupported_fact_share": 0.4,
-            "unsupported_content_share": 0.2,
-            "unsupported_answer_share": 0.3,
-            "contradiction": 0.4,
-            "unbound_relation": 0.2,
-            "wrong_comparison": 0.4,
-            "nli_contradiction": 0.3,
-        }
+        default_factory=lambda: dict(HALLUCINATION_WEIGHTS)
     )
     correctness_penalty: float = 1.0
     nli_model: str | None = None

@@ -42,10 +42,12 @@ can be computed (weights in ``MetricConfig.hallucination_weights``):
     component is the share unbound. A short answer (``SHORT_ANSWER_WORDS`` words or
     fewer) that is a name rather than a clause (a clause: two of the evidence's anchors
     and a word between them, "Scribe is a fork of Wrenpad") is checked the other way
-    round: the question's
-    relation words (its content words other than names and numbers), each against the
-    evidence clauses holding it, and the answer's anchors (or its content words, when it
-    names nothing).
+    round: it is unbound (1.0) when none of the question's relation words (its content
+    words other than names and numbers) meets the answer's anchors (or its content words,
+    when it names nothing) in one evidence clause, bound (0.0) when one does. One is
+    enough: a multi-hop question ("where was the star of F born?") describes the bridge
+    entity with words that meet the bridge, not the answer. Absent when the answer names
+    only what the question names (a comparison's candidate: ``wrong_comparison`` judges it).
 ``wrong_comparison`` (only for comparison questions the evidence decides)
     For a question "which is longer, A or B?" (a comparative or superlative and two
     candidates before the question mark), the number the evidence gives each candidate
@@ -77,7 +79,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from llm_eval_pipeline.core.metrics.calibration import shipped
+from llm_eval_pipeline.core.metrics.calibration import combine, shipped
 from llm_eval_pipeline.core.metrics.rouge import split_sentences
 from llm_eval_pipeline.core.metrics.spec import LOWER, UNIT, MetricSpec
 
@@ -502,7 +504,12 @@ _SENSE_WORDS = {
     "lightest shallower narrower slower slowest closer nearer cooler colder weaker cheaper",
 }
 _SENSES = {sense: frozenset(words.split()) for sense, words in _SENSE_WORDS.items()}
-_CANDIDATE = r"((?:the\s+)?[A-Z0-9][\w'’\-]*(?:\s+(?:of\s+|the\s+)?[A-Z0-9][\w'’\-]*)*)"
+_CANDIDATE = (
+    r"((?:the\s+)?[A-Z0-9][\w'’\-]*"
+    r"(?:\s+(?:(?:of|the|for|and|in|on|de|a|an|&)\s+){0,2}[A-Z0-9][\w'’\-]*)*)"
+)
+"""A name as a comparison question gives it: capitalised words, with up to two short
+lower-case words between them ("First for Women", "Tower of the Winds")."""
 _EITHER = re.compile(_CANDIDATE + r"\s+or\s+" + _CANDIDATE + r"\s*\?")
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})\b")
 
@@ -675,13 +682,12 @@ def unbound_relation(output: str, prompt: str, context: str | None) -> float | N
             for w in _content_stems(prompt) - anchors - _anchors(prompt)
             if any(w in c.stems for c in evidence)
         }
-        if not anchors or not relation:
+        if not anchors or not relation or anchors <= _anchors(prompt):
             return None
-        unbound = sum(
-            not any(anchors <= c.anchors | c.stems for c in evidence if word in c.stems)
-            for word in relation
+        bound = any(
+            anchors <= c.anchors | c.stems for word in relation for c in evidence if word in c.stems
         )
-        return unbound / len(relation)
+        return 0.0 if bound else 1.0
     question_anchors = _anchors(prompt)
     checked = unbound = 0
     for sentence in _sentences(output):
@@ -717,12 +723,6 @@ def reference_recall(output: str, references: Sequence[str]) -> float:
         if stems:
             best = max(best, sum(s in output_stems for s in stems) / len(stems))
     return best
-
-
-def combine(components: Mapping[str, float | None], weights: Mapping[str, float]) -> float:
-    present = {k: v for k, v in components.items() if v is not None and weights.get(k, 0) > 0}
-    total = sum(weights[k] for k in present)
-    return float(sum(weights[k] * v for k, v in present.items()) / total) if total else 0.0
 
 
 def hallucination_components(
