@@ -2,6 +2,10 @@
 ``benchmarks/RESULTS.md`` written from what they measured.
 
     .venv/bin/python -m benchmarks.run_all [--repetitions 5] [--quick] [--only B1,B5]
+
+A run with ``--only`` keeps the rest of RESULTS.md and writes its rows into the section
+"Measured since", each with the time of its own run, replacing an earlier entry of the
+same id there.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ SCRIPTS = {
     "slices": ("B10",),
     "dashboard": ("B11",),
     "faithfulness": ("B12",),
+    "scale": ("B9", "B9r"),
 }
 PACKAGES = ("torch", "transformers", "pyspark", "dagster", "mlflow", "deltalake", "pandas")
 
@@ -120,6 +125,55 @@ def main() -> None:
     if not args.quick and wanted is None:
         RESULTS.write_text(to_markdown(results, seconds, args.repetitions), encoding="utf-8")
         print(f"Wrote {RESULTS}")
+    elif not args.quick and results:
+        RESULTS.write_text(merge_later(RESULTS.read_text(encoding="utf-8"), results))
+        print(f"Wrote {', '.join(r.id for r in results)} into {RESULTS} (Measured since)")
+
+
+LATER = "## Measured since"
+
+
+def _later_entry(result: Result, when: str) -> str:
+    ratio = f"{result.ratio:.2f}×" if result.ratio is not None else ""
+    theirs = result.baseline.describe() if result.baseline else ""
+    ours = result.ours.describe() if result.ours else ""
+    return "\n".join(
+        [
+            f"<!-- {result.id} -->",
+            f"### {result.id}, `make bench`'s `--only` run of {when}",
+            "",
+            "| # | hot path | compared with | theirs | ours | ratio | goal | met |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {result.id} | {result.title} | {result.baseline_label} | {theirs} | {ours} | "
+            f"{ratio} | {result.goal} | {'yes' if result.met else '**no**'} |",
+            "",
+            *([f"Goal not met: {result.shortfall}", ""] if not result.met else []),
+            "```",
+            *result.lines(),
+            "```",
+            f"<!-- /{result.id} -->",
+        ]
+    )
+
+
+def merge_later(text: str, results: list[Result]) -> str:
+    """RESULTS.md with each of ``results`` in the section ``LATER``, replacing an entry of
+    the same id; everything else kept as the last full run wrote it."""
+    when = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    if LATER not in text:
+        text = text.rstrip("\n") + (
+            f"\n\n{LATER}\n\nRows measured by `python -m benchmarks.run_all --only ...` after "
+            "the full run above, each with the time of its own run.\n"
+        )
+    for result in results:
+        start, end = f"<!-- {result.id} -->", f"<!-- /{result.id} -->"
+        entry = _later_entry(result, when)
+        if start in text:
+            head, rest = text.split(start, 1)
+            text = head + entry + rest.split(end, 1)[1]
+        else:
+            text = text.rstrip("\n") + "\n\n" + entry + "\n"
+    return text
 
 
 if __name__ == "__main__":

@@ -19,10 +19,12 @@ store, and the three tables must equal row for row (``latency_ms`` aside).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -384,6 +386,104 @@ def report(measured: dict, sizes: tuple[int, ...]) -> Result:
     )
 
 
+# ---------------------------------------------------------------- the whole command
+
+
+WHOLE_RUN_GROUPS = ("rouge",)
+"""As the scale issue's own table: a ``precomputed`` model and ROUGE only."""
+
+
+def whole_run(home: Path, rows: Path) -> dict:
+    """``llm-eval run`` of one day × one model on local[2] in a fresh home: its wall time
+    and the peak resident set of its (driver) Python process, polled from ``VmHWM`` every
+    0.2 s until it exits (a high-water mark: the last reading holds every earlier peak)."""
+    home.mkdir(parents=True)
+    incoming = home / "incoming" / DAY.isoformat()
+    incoming.mkdir(parents=True)
+    os.link(rows, incoming / "rows.jsonl")
+    (home / "config.yaml").write_text(
+        f"metric_groups: [{', '.join(WHOLE_RUN_GROUPS)}]\nregression_metrics: [rougeL]\n"
+    )
+    env = {
+        **os.environ, "LLM_EVAL_HOME": str(home), "LLM_EVAL_SPARK_UI": "false",
+        "LLM_EVAL_START_DATE": DAY.isoformat(), "LLM_EVAL_SPARK_MASTER": "local[2]",
+    }  # fmt: skip
+    llm_eval = str(Path(sys.executable).with_name("llm-eval"))
+    options = ["--column", MODEL["options"]["column"], "--baseline"]
+    subprocess.run(
+        [llm_eval, "models", "add", MODEL["name"], "--backend", "precomputed", *options],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    day = ["--start", DAY.isoformat(), "--end", DAY.isoformat()]
+    clock = time.perf_counter()
+    process = subprocess.Popen(
+        [llm_eval, "run", *day], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    peak = 0.0
+    while process.poll() is None:
+        with contextlib.suppress(OSError, RuntimeError):  # exiting
+            peak = max(peak, peak_mib(process.pid))
+        time.sleep(0.2)
+    seconds = time.perf_counter() - clock
+    output = process.stdout.read()
+    if process.returncode != 0:
+        raise SystemExit(f"B9: llm-eval run failed at {rows}:\n{output[-4000:]}")
+    return {"seconds": seconds, "python_peak_mib": peak}
+
+
+def measure_whole_runs(sizes: tuple[int, ...], folder: Path) -> Result:
+    folder.mkdir(parents=True, exist_ok=True)
+    measured = {}
+    for n in sizes:
+        rows = write_rows(folder / f"rows-{n}.jsonl", n)
+        measured[n] = whole_run(folder / f"run-{n}", rows)
+        print(f"  {WHOLE} {n:>9,} rows: {json.dumps(measured[n])}", flush=True)
+    return report_whole_runs(measured)
+
+
+WHOLE = "llm-eval-run"
+_MEASURED = re.compile(r"^  +(\S+) +([\d,]+) rows: (\{.*\})$")
+
+
+def read_logs(paths: list[Path]) -> tuple[dict, dict]:
+    """The measurements a run printed (one line per size: where, rows, JSON), for
+    writing its results later: (stage runs by master and size, whole runs by size)."""
+    stages: dict[str, dict[int, dict]] = {}
+    whole: dict[int, dict] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = _MEASURED.match(line)
+            if match:
+                where, n, data = match[1], int(match[2].replace(",", "")), json.loads(match[3])
+                (whole if where == WHOLE else stages.setdefault(where, {}))[n] = data
+    return stages, whole
+
+
+def report_whole_runs(measured: dict[int, dict]) -> Result:
+    sizes = tuple(sorted(measured))
+    last = sizes[-1]
+    notes = [
+        f"{n:>9,} rows: {r['seconds']:6.0f} s, driver Python peak {r['python_peak_mib']:5.0f} MiB"
+        for n, r in measured.items()
+    ]
+    met = measured[last]["python_peak_mib"] < 800
+    return Result(
+        "B9r",
+        f"whole `llm-eval run`, 1 day x 1 model (precomputed, {', '.join(WHOLE_RUN_GROUPS)} "
+        f"only), local[2], at {', '.join(f'{n:,}' for n in sizes)} rows",
+        "",
+        f"llm-eval run at {last:,} rows",
+        None,
+        Timing([measured[last]["seconds"]]),
+        None,
+        f"driver Python peak < 800 MiB at {last:,} rows",
+        met,
+        notes,
+        None if met else f"driver peak {measured[last]['python_peak_mib']:.0f} MiB",
+    )
+
+
 def run(
     repetitions: int = 1, quick: bool = False, masters: list[str] | None = None
 ) -> list[Result]:
@@ -391,7 +491,8 @@ def run(
     sizes = QUICK_SIZES if quick else SIZES
     with tempfile.TemporaryDirectory(prefix="llm_eval_b9_") as folder:
         measured = measure(sizes, masters or ["local", "cluster"], Path(folder))
-    return [report(measured, sizes)]
+        whole = measure_whole_runs(sizes, Path(folder) / "whole")
+    return [report(measured, sizes), whole]
 
 
 def main() -> None:
@@ -400,9 +501,33 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 rows")
     parser.add_argument("--masters", default="local,cluster", help="local, cluster or both")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", metavar="LOG",
+        help="write B9 (and B9r) into RESULTS.md from the output of earlier runs "
+        "(e.g. --masters local and --masters cluster run one after the other)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--whole-run", action="store_true",
+        help="time whole `llm-eval run`s (precomputed model, ROUGE) instead of the stages",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.child is not None:
         child(args.child, args.compare)
+        return
+    if args.whole_run:
+        with tempfile.TemporaryDirectory(prefix="llm_eval_b9r_") as folder:
+            measure_whole_runs(QUICK_SIZES if args.quick else SIZES, Path(folder)).print()
+        return
+    if args.report:
+        from benchmarks.run_all import RESULTS, merge_later
+
+        stages, whole = read_logs(args.report)
+        sizes = tuple(sorted(set.intersection(*(set(by_size) for by_size in stages.values()))))
+        results = [report(stages, sizes), *([report_whole_runs(whole)] if whole else [])]
+        for result in results:
+            result.print()
+        RESULTS.write_text(merge_later(RESULTS.read_text(encoding="utf-8"), results))
+        print(f"Wrote {', '.join(r.id for r in results)} into {RESULTS} (Measured since)")
         return
     for result in run(quick=args.quick, masters=args.masters.split(",")):
         result.print()

@@ -28,3 +28,16 @@ def test_the_report_writer_holds_no_figures_of_its_own() -> None:
     source = inspect.getsource(run_all)
     assert "1.2 s of 3.3 s" not in source and "3.2 tokens" not in source
     assert not hasattr(run_all, "SHORTFALLS")
+
+
+def test_a_partial_run_replaces_only_its_own_rows() -> None:
+    from benchmarks.run_all import LATER, merge_later
+
+    full = to_markdown([_result(True, None)], 60.0, 1)
+    once = merge_later(full, [Result("B12", "scoring", "before", "after", None, None, 1.4,
+                                     "<= 1.5x", True, ["first"])])  # fmt: skip
+    assert once.startswith(full.rstrip("\n")) and once.count(LATER) == 1
+    twice = merge_later(once, [Result("B12", "scoring", "before", "after", None, None, 1.2,
+                                      "<= 1.5x", True, ["second"])])  # fmt: skip
+    assert twice.count("<!-- B12 -->") == 1 and "second" in twice and "first" not in twice
+    assert "| B12 | scoring | before |  |  | 1.20× | <= 1.5x | yes |" in twice
