@@ -9,6 +9,7 @@ time the chain without Dagster. Nothing here imports Dagster.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -439,6 +440,28 @@ def score_partition(
 # ---------------------------------------------------------------- aggregate
 
 
+SCORED_COLUMNS = [c for c in EXAMPLE_METRICS.columns if c != METRIC_NOTES]
+"""What aggregates and slices read of ``example_metrics``: every metric, not the notes."""
+
+
+def scored_frame(table: pa.Table) -> pd.DataFrame:
+    """``example_metrics`` rows as pandas, without the metric columns that hold no value
+    (the groups not computed: NaN in every row), which would each cost 8 bytes a row."""
+    empty = [
+        name
+        for name in ALL_METRIC_COLUMNS
+        if name in table.column_names
+        and pc.all(pc.is_nan(pc.fill_null(table.column(name), float("nan")))).as_py() is not False
+    ]
+    return table.drop_columns(empty).to_pandas()
+
+
+GENERATED_COLUMNS = [
+    Col.EXAMPLE_ID, Col.ERROR, Col.LATENCY_MS, Col.PROMPT_TOKENS, Col.OUTPUT_TOKENS,
+]  # fmt: skip
+"""What aggregates read of ``generations``: failures, latency and tokens, not the text."""
+
+
 @dataclass(frozen=True)
 class AggregatedPartition:
     table: pd.DataFrame
@@ -474,8 +497,8 @@ def aggregate_day_model(
     ``judge_prices``), with the Delta versions it read, and replace its partition of
     ``metric_aggregates``."""
     partition = _partition(day, model_id)
-    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
-    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
+    scored = scored_frame(store.read_arrow(EXAMPLE_METRICS, partition, SCORED_COLUMNS))
+    generated = store.read_arrow(GENERATIONS, partition, GENERATED_COLUMNS).to_pandas()
     if scored.empty:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize generations and "
@@ -529,19 +552,24 @@ def slice_day_model(
     ``baseline``'s on the same examples (``core.slices``), replacing its partition of
     ``metric_slices``. Without the baseline's metrics for the day, no comparison."""
     partition = _partition(day, model_id)
-    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
+    scored = scored_frame(store.read_arrow(EXAMPLE_METRICS, partition, SCORED_COLUMNS))
     if scored.empty:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize example_metrics first"
         )
     scored = scored.set_index(Col.EXAMPLE_ID)
     columns = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.METADATA]
-    examples = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns).to_pandas()
+    read = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns)
+    prompt_chars = pc.utf8_length(read.column(Col.PROMPT))
+    read = read.drop_columns([Col.PROMPT]).append_column(slices.PROMPT_CHARS, prompt_chars)
+    examples = read.to_pandas()
     examples = examples[examples[Col.EXAMPLE_ID].isin(scored.index)].reset_index(drop=True)
     earlier = store.read_arrow(EVAL_EXAMPLES, columns=[Col.EXAMPLE_ID], before=day)
     reference = None
     if baseline is not None:
-        found = store.read_arrow(EXAMPLE_METRICS, _partition(day, baseline)).to_pandas()
+        found = scored_frame(
+            store.read_arrow(EXAMPLE_METRICS, _partition(day, baseline), SCORED_COLUMNS)
+        )
         reference = found.set_index(Col.EXAMPLE_ID) if not found.empty else None
     metrics = [m for m in ALL_METRIC_COLUMNS if m in scored and scored[m].notna().any()]
     table = slices.metric_slices(
@@ -605,10 +633,12 @@ def drift_day(
     """The day's ``eval_examples`` against the previous day with examples
     (``core.drift``), replacing the day's partition of ``input_drift``. ``embed`` turns
     prompts into sentence embeddings (None: no embedding test)."""
-    current = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, DRIFT_COLUMNS).to_pandas()
+    before = previous_day(store, EVAL_EXAMPLES, day)
+    # a first day has nothing to be compared with: its ids are all it needs
+    columns = DRIFT_COLUMNS if before is not None else [Col.EXAMPLE_ID]
+    current = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns).to_pandas()
     if current.empty:
         raise StageError(f"no eval_examples on {day}: materialize its ingestion first")
-    before = previous_day(store, EVAL_EXAMPLES, day)
     rows: list[dict[str, object]] = []
     tests: list[drift.DriftTest] = []
     if before is None:
@@ -674,22 +704,52 @@ def change_since_previous_day(
 # ---------------------------------------------------------------- log
 
 
-def day_examples(store: DeltaStore, day: dt.date) -> pd.DataFrame:
-    """The day's ``eval_examples`` (what :func:`example_table` joins to each model)."""
-    return store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}).to_pandas()
+def day_examples(store: DeltaStore, day: dt.date, ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The day's ``eval_examples`` (what :func:`example_table` joins to each model), or
+    those of ``ids``."""
+    return store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, ids=ids).to_pandas()
+
+
+def example_metrics(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
+    """One day×model's per-example metrics (``example_id`` and the metric columns, no
+    text): what ranking and paired counts need, small enough at any partition size."""
+    return scored_frame(
+        store.read_arrow(EXAMPLE_METRICS, _partition(day, model_id), SCORED_COLUMNS)
+    )
+
+
+MLFLOW_EXAMPLE_ROWS = 10_000
+"""The most example rows a day×model's MLflow run logs (``examples.json``, its charts and
+its input dataset): a larger partition logs a seeded sample of this many, and says so in
+the run's tags; every row stays in ``example_metrics``."""
+
+
+def sampled_ids(ids: Sequence[str], n: int, seed: str) -> list[str] | None:
+    """``n`` of ``ids``, the same ones for the same ``seed`` (a day×model), sorted; None
+    when there are ``n`` or fewer (take them all)."""
+    if len(ids) <= n:
+        return None
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
+    ordered = sorted(ids)
+    return [ordered[i] for i in sorted(rng.choice(len(ordered), n, replace=False))]
 
 
 def example_table(
-    store: DeltaStore, day: dt.date, model_id: str, examples: pd.DataFrame | None = None
+    store: DeltaStore,
+    day: dt.date,
+    model_id: str,
+    examples: pd.DataFrame | None = None,
+    ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Every example of one day×model with its output and metrics: the table MLflow's UI
-    browses and the dashboard's worst examples come from. ``examples``: the day's
-    :func:`day_examples`, for callers that go through several models of one day."""
+    """Every example of one day×model (or those of ``ids``) with its output and metrics:
+    the table MLflow's UI browses and the dashboard's worst examples come from.
+    ``examples``: the day's :func:`day_examples`, for callers that go through several
+    models of one day."""
     partition = _partition(day, model_id)
     if examples is None:
-        examples = day_examples(store, day)
-    generated = store.read_arrow(GENERATIONS, partition).to_pandas()
-    scored = store.read_arrow(EXAMPLE_METRICS, partition).to_pandas()
+        examples = day_examples(store, day, ids)
+    generated = store.read_arrow(GENERATIONS, partition, ids=ids).to_pandas()
+    scored = store.read_arrow(EXAMPLE_METRICS, partition, ids=ids).to_pandas()
     metric_columns = [c for c in ALL_METRIC_COLUMNS if c in scored and scored[c].notna().any()]
     table = (
         examples[[Col.EXAMPLE_ID, Col.DATASET, Col.TASK, Col.PROMPT, Col.CONTEXT, Col.REFERENCES]]
@@ -756,7 +816,12 @@ def log_day_model(
     aggregates = store.read_arrow(METRIC_AGGREGATES, _partition(day, spec.name)).to_pandas()
     if aggregates.empty:
         raise StageError(f"no metric_aggregates for {spec.name} on {day} yet")
-    examples = example_table(store, day, spec.name)
+    scored_ids = store.read_arrow(EXAMPLE_METRICS, _partition(day, spec.name), [Col.EXAMPLE_ID])
+    every_id = scored_ids.column(Col.EXAMPLE_ID).to_pylist()
+    sample = sampled_ids(every_id, MLFLOW_EXAMPLE_ROWS, f"{day}|{spec.name}")
+    examples = example_table(store, day, spec.name, ids=sample)
+    if sample is not None:
+        tags = {**tags, "llm_eval.examples_logged": f"{len(sample)} of {len(every_id)} (sample)"}
     sliced = store.read_arrow(METRIC_SLICES, _partition(day, spec.name)).to_pandas()
     dataset = "+".join(sorted(set(examples[Col.DATASET]))) or "empty"
     first = aggregates.iloc[0]

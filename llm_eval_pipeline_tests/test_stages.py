@@ -5,6 +5,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from llm_eval_pipeline import stages
 from llm_eval_pipeline.core.metrics.config import MetricConfig
@@ -17,7 +18,9 @@ from llm_eval_pipeline_tests.conftest import write_jsonl
 DAY = dt.date(2026, 11, 20)
 
 
-def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> None:
+def test_the_chain_without_dagster(
+    home: Settings, tmp_path: Path, spark, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = [{"prompt": f"Capital {i}?", "references": [f"City {i}"], "answer": f"City {i}",
              "context": f"The capital is City {i}."} for i in range(6)]  # fmt: skip
     rows.append({"prompt": "", "references": ["x"]})  # quarantined: empty prompt
@@ -55,6 +58,21 @@ def test_the_chain_without_dagster(home: Settings, tmp_path: Path, spark) -> Non
     partition = {Col.EVAL_DATE: DAY, Col.MODEL_ID: "logged"}
     assert store.read_arrow(GENERATIONS, partition).num_rows == 6
     assert store.read_arrow(EXAMPLE_METRICS, partition).num_rows == 6
+
+    # a partition larger than MLflow's share logs a seeded sample, the same on a re-run
+    ids = sorted(store.read_arrow(EXAMPLE_METRICS, partition).column(Col.EXAMPLE_ID).to_pylist())
+    sample = stages.sampled_ids(ids, 4, f"{DAY}|logged")
+    assert sample is not None and len(sample) == 4 and set(sample) <= set(ids)
+    assert sample == stages.sampled_ids(list(reversed(ids)), 4, f"{DAY}|logged")
+    assert stages.sampled_ids(ids, 6, "any") is None
+    table = stages.example_table(store, DAY, "logged", ids=sample)
+    assert sorted(table[Col.EXAMPLE_ID]) == sample and table[Col.PROMPT].notna().all()
+    monkeypatch.setattr(stages, "MLFLOW_EXAMPLE_ROWS", 4)
+    sampled = stages.log_day_model(store, spec, config, DAY, tracking_uri=home.mlflow_tracking_uri,
+                                   tags={"origin": "test"})  # fmt: skip
+    run = MlflowClient(home.mlflow_tracking_uri).get_run(sampled.run.run_id)
+    assert run.data.tags["llm_eval.examples_logged"] == "4 of 6 (sample)"
+    assert sampled.run.run_id == first.run.run_id
 
     # the next day adds two examples the model gets wrong: the day's exact match falls
     # by 0.25, all of it from the data (the six recurring examples are still right)

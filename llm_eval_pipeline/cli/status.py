@@ -24,6 +24,7 @@ from llm_eval_pipeline.core.schema import (
     TableSpec,
 )
 from llm_eval_pipeline.core.slices import regressions, slice_name
+from llm_eval_pipeline.delta.store import FILE_ROWS
 from llm_eval_pipeline.settings import Settings
 
 SUMMARY_TABLES: tuple[TableSpec, ...] = (
@@ -56,8 +57,13 @@ def partition_counts(store, spec) -> list[dict]:
     the table was never written."""
     if store.version(spec) is None:
         return []
-    table = store.read_arrow(spec)
-    return table.group_by(list(spec.partition_by)).aggregate([([], "count_all")]).to_pylist()
+    keys = list(spec.partition_by)
+    files = store.file_rows(spec)
+    if files.column(FILE_ROWS).null_count:  # a file written without statistics: count rows
+        table = store.read_arrow(spec, columns=keys)
+        return table.group_by(keys).aggregate([([], "count_all")]).to_pylist()
+    sums = files.group_by(keys).aggregate([(FILE_ROWS, "sum")]).to_pylist()
+    return [{**{k: r[k] for k in keys}, "count_all": r[f"{FILE_ROWS}_sum"]} for r in sums]
 
 
 def print_summary(settings: Settings, days: Sequence[dt.date]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -248,21 +248,39 @@ def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndar
     data streams"). It approximates the multinomial resampling of Efron's bootstrap, and
     unlike it, the counts of any subset of the rows are themselves a Poisson bootstrap of
     that subset: one draw serves a partition and every slice of it."""
-    return rng.poisson(1.0, size=(resamples, n)).astype("float32")
+    return np.vstack([*resample_count_blocks(n, resamples, rng)])
+
+
+COUNT_BLOCK_CELLS = 4_000_000
+"""Resamples × rows drawn at a time (16 MB of float32 counts), so that the bootstrap of
+a million-row partition needs megabytes, not the gigabytes of one resamples × rows
+matrix."""
+
+
+def resample_count_blocks(n: int, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The counts of :func:`resample_counts` in consecutive blocks of resamples (each
+    block × n): the same counts, drawn from ``rng`` in the same order."""
+    per_block = max(1, COUNT_BLOCK_CELLS // max(1, n))
+    for start in range(0, resamples, per_block):
+        size = min(per_block, resamples - start)
+        yield rng.poisson(1.0, size=(size, n)).astype("float32")
 
 
 def bootstrap_means(
     values: np.ndarray,
     resamples: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator | None,
     counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """``resamples`` bootstrap means of each column of ``values`` (rows × columns, NaN
     where a row has no value): the count-weighted means over each column's non-NaN rows,
-    the counts from :func:`resample_counts` (drawn here unless given: resamples × rows).
-    Shape: resamples × columns; NaN for a resample that drew none of a column's rows."""
+    the counts from :func:`resample_counts` (drawn here, block by block, unless given:
+    resamples × rows). Shape: resamples × columns; NaN for a resample that drew none of
+    a column's rows."""
     if counts is None:
-        counts = resample_counts(values.shape[0], resamples, rng)
+        assert rng is not None
+        blocks = resample_count_blocks(values.shape[0], resamples, rng)
+        return np.vstack([bootstrap_means(values, 0, None, block) for block in blocks])
     present = ~np.isnan(values)
     sums = counts @ np.where(present, values, 0.0).astype("float32")
     sizes = counts @ present.astype("float32")

@@ -29,10 +29,10 @@ mean near 0, a relative margin alone would call a difference of 0.01 on a metric
 gets its difference and interval but no test.
 
 The bootstrap is vectorised: one Poisson-bootstrap draw of resample counts for the
-partition (``core.aggregate.resample_counts``) serves every slice (its rows' columns of
-the counts), every metric (``counts @ values``) and both the means and the paired
-differences, so a slice costs a few matrix products, not a draw or a Python loop per
-metric.
+partition (``core.aggregate.resample_counts``, drawn a block of resamples at a time)
+serves every slice (its rows' columns of the counts), every metric (``counts @ values``)
+and both the means and the paired differences, so a slice costs a few matrix products,
+not a draw or a Python loop per metric.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from llm_eval_pipeline.core.aggregate import (
     mde,
     n_needed,
     percentile_interval,
-    resample_counts,
+    resample_count_blocks,
     verdict,
 )
 from llm_eval_pipeline.core.metrics.registry import METRICS
@@ -81,14 +81,19 @@ class SliceSpec:
     level: float = 0.95
 
 
+PROMPT_CHARS = "prompt_chars"
+"""A prompt's length in characters, in place of the prompt (see :func:`slice_members`)."""
+
+
 def slice_members(
     examples: pd.DataFrame, slice_by: Sequence[str], earlier_ids: set[str]
 ) -> dict[tuple[str, str], np.ndarray]:
     """Each slice's rows of ``examples`` (index positions), keyed by (slice key, value).
 
-    ``examples`` has ``example_id``, ``task``, ``prompt`` and ``metadata`` (a mapping or
-    a list of pairs per row). A ``slice_by`` field no row carries raises ValueError naming
-    it; a row without the field goes to the value ``(missing)``."""
+    ``examples`` has ``example_id``, ``task``, ``prompt`` (or ``prompt_chars``, its
+    length, which a caller reading a large partition computes instead of the text) and
+    ``metadata`` (a mapping or a list of pairs per row). A ``slice_by`` field no row
+    carries raises ValueError naming it; a row without the field goes to the value ``(missing)``."""
     n = len(examples)
     members: dict[tuple[str, str], np.ndarray] = {(ALL, ALL): np.arange(n)}
 
@@ -107,7 +112,10 @@ def slice_members(
                 f"slice_by names {key!r}, which no example has (task, or a metadata field)"
             )
         add(key, [label(m.get(key)) for m in metadata])
-    lengths = examples[Col.PROMPT].astype(str).str.len().to_numpy()
+    if PROMPT_CHARS in examples:
+        lengths = examples[PROMPT_CHARS].to_numpy()
+    else:
+        lengths = examples[Col.PROMPT].astype(str).str.len().to_numpy()
     if n:
         cuts = np.quantile(lengths, [1 / 3, 2 / 3])
         tercile = np.searchsorted(cuts, lengths, side="left")
@@ -159,28 +167,41 @@ def metric_slices(
     under ``spec.min_slice_size`` pairs get no test: verdict ``inconclusive``."""
     rng = np.random.default_rng(spec.seed)
     ids = pd.Index(example_ids)
-    resampled = resample_counts(len(ids), spec.resamples, rng)
     geometric = np.array([METRICS[m].aggregation == GEOMETRIC for m in metrics])
     own = _matrix(candidate, ids, metrics, geometric)
     other = _matrix(baseline, ids, metrics, geometric) if baseline is not None else None
+    diffs = (
+        np.where(np.isnan(own) | np.isnan(other), np.nan, own - other)
+        if other is not None
+        else None
+    )
+    mean_draws: dict[tuple[str, str], list[np.ndarray]] = {s: [] for s in members}
+    diff_draws: dict[tuple[str, str], list[np.ndarray]] = {s: [] for s in members}
+    # one block of resamples at a time, so memory stays bounded at any partition size
+    for block in resample_count_blocks(len(ids), spec.resamples, rng):
+        for name, positions in members.items():
+            if not len(positions):
+                continue
+            # the same resamples of the slice's rows serve its means and paired differences
+            shared = block[:, positions]
+            mean_draws[name].append(bootstrap_means(own[positions], 0, None, shared))
+            if diffs is not None:
+                diff_draws[name].append(bootstrap_means(diffs[positions], 0, None, shared))
     rows = []
     for (key, value), positions in members.items():
         values = own[positions]
-        # the same resamples of the slice's rows serve its means and its paired differences
-        shared = resampled[:, positions]
-        draws = (
-            bootstrap_means(values, spec.resamples, rng, shared) if len(positions) else values[:0]
-        )
+        draws = np.vstack(mean_draws[key, value]) if len(positions) else values[:0]
         low, high = percentile_interval(draws, spec.level)
         with np.errstate(invalid="ignore"):
             means = np.nanmean(values, axis=0) if len(positions) else np.full(len(metrics), np.nan)
         counts = (~np.isnan(values)).sum(axis=0)
         tested = 2 if key == ALL else max(2, spec.min_slice_size)
         comparison = (
-            _paired(values, other[positions], metrics, geometric, tested, spec, shared)
+            _paired(values, other[positions], metrics, geometric, tested, spec,
+                    np.vstack(diff_draws[key, value]) if len(positions) else values[:0])
             if other is not None
             else None
-        )
+        )  # fmt: skip
         for j, metric in enumerate(metrics):
             back = np.exp if geometric[j] else (lambda x: x)
             row = {
@@ -220,10 +241,11 @@ def _paired(
     geometric: np.ndarray,
     min_pairs: int,
     spec: SliceSpec,
-    counts: np.ndarray,
+    draws: np.ndarray,
 ) -> list[dict[str, float]]:
     """Per metric: the paired comparison on the rows where both have a value (log scale
-    for geometric metrics; their baseline mean is reported back on the metric's scale)."""
+    for geometric metrics; their baseline mean is reported back on the metric's scale),
+    given the bootstrap means of the differences (``draws``: resamples × metrics)."""
     both = ~np.isnan(own) & ~np.isnan(other)
     diffs = np.where(both, own - other, np.nan)
     pairs = both.sum(axis=0)
@@ -231,7 +253,6 @@ def _paired(
         observed = np.nanmean(diffs, axis=0) if len(diffs) else np.full(own.shape[1], np.nan)
         base = np.nanmean(np.where(both, other, np.nan), axis=0) if len(diffs) else observed
         sd = np.nanstd(diffs, axis=0, ddof=1) if len(diffs) > 1 else np.full_like(observed, np.nan)
-    draws = bootstrap_means(diffs, spec.resamples, None, counts) if len(diffs) else diffs[:0]
     low, high = percentile_interval(draws, spec.level)
     p = bootstrap_p_values(draws, observed) if len(diffs) else np.full_like(observed, np.nan)
     alpha = 1 - spec.level

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from llm_eval_pipeline.core.errors import UserError
 from llm_eval_pipeline.core.file_lock import exclusive
-from llm_eval_pipeline.core.schema import TableSpec
+from llm_eval_pipeline.core.schema import Col, TableSpec
 from llm_eval_pipeline.delta.files import DataFile
 
 if TYPE_CHECKING:
@@ -325,15 +325,27 @@ class DeltaStore:
         frame = frame.where(where) if where else frame
         return _with_spec_columns(frame, spec)
 
+    def file_rows(self, spec: TableSpec) -> pa.Table:
+        """One row per data file of the table's current snapshot: its partition values
+        and its row count (``FILE_ROWS``, null where the file has no statistics), read
+        from the Delta log, not from the data."""
+        from deltalake import DeltaTable
+
+        actions = pa.table(DeltaTable(str(self.path(spec))).get_add_actions(flatten=True))
+        columns = {c: actions.column(f"partition.{c}") for c in spec.partition_by}
+        return pa.table({**columns, FILE_ROWS: actions.column(FILE_ROWS)})
+
     def read_arrow(
         self,
         spec: TableSpec,
         partition: Partition | None = None,
         columns: list[str] | None = None,
         before: PartitionValue | None = None,
+        ids: Sequence[str] | None = None,
     ) -> pa.Table:
-        """The table (or one partition; or, with ``before``, the days before it) read in
-        this process with delta-rs, for small reads such as previews and checks."""
+        """The table (or one partition; or, with ``before``, the days before it; or the
+        rows of the example ``ids``) read in this process with delta-rs, for small reads
+        such as previews and checks."""
         if not self.exists(spec):
             empty = spec.schema.empty_table()
             return empty.select(columns) if columns else empty
@@ -343,7 +355,29 @@ class DeltaStore:
         filters = [(c, "=", v) for c, v in partition.items()] if partition else []
         if before is not None:
             filters.append((spec.partition_by[0], "<", before))
-        return pa.table(table.to_pyarrow_table(columns=columns, filters=filters or None))
+        if ids is None:
+            return pa.table(table.to_pyarrow_table(columns=columns, filters=filters or None))
+        # Batch by batch, filtered here: memory stays at a batch however large the
+        # partition, and an ``in`` filter pushed to delta-rs drops the files written by
+        # Spark tasks (they carry no string bounds in their statistics).
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        where = None
+        for column, op, value in filters:
+            term = ds.field(column) == value if op == "=" else ds.field(column) < value
+            where = term if where is None else where & term
+        scanner = table.to_pyarrow_dataset().scanner(columns=columns, filter=where)
+        kept = [
+            batch.filter(pc.is_in(batch.column(Col.EXAMPLE_ID), value_set=wanted))
+            for batch in scanner.to_batches()
+        ]
+        return pa.Table.from_batches(kept, schema=scanner.projected_schema)
+
+
+FILE_ROWS = "num_records"
+"""The row count of a data file in the Delta log's add actions (delta-rs's name)."""
 
 
 def _with_spec_columns(frame: DataFrame, spec: TableSpec) -> DataFrame:

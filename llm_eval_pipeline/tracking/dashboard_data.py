@@ -252,19 +252,25 @@ def digest_examples(
     load: Callable[[dt.date, str], pd.DataFrame],
     baseline: str | None,
     n: int = WORST_N,
+    rows_of: Callable[[dt.date, str, list[str]], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per day and its models (``partitions``), each model's :func:`worst_examples` and,
     against the baseline of that day when it has one, its :func:`win_tie_loss` counts.
 
-    ``load(day, model)`` gives one day×model's example table; one is held at a time
-    besides the baseline's of the day, and only the ``n`` worst rows and the counts are
-    kept, so memory stays bounded by a day×model however many days there are."""
+    ``load(day, model)`` gives one day×model's example table, or only its metrics when
+    ``rows_of(day, model, ids)`` gives the whole rows (text included) of the worst ids;
+    one is held at a time besides the baseline's of the day, and only the ``n`` worst
+    rows and the counts are kept, so memory stays bounded by a day×model however many
+    days there are."""
     worst, outcomes = [], []
     for day, day_models in partitions:
         base = load(day, baseline) if baseline in day_models else None
         for model in day_models:
             table = base if model == baseline and base is not None else load(day, model)
-            worst.append(worst_examples(table, n))
+            ranked = worst_examples(table, n)
+            if rows_of is not None and len(ranked):
+                ranked = worst_examples(rows_of(day, model, list(ranked[Col.EXAMPLE_ID])), n)
+            worst.append(ranked)
             if base is not None and model != baseline:
                 outcomes.append(win_tie_loss(table, base))
             del table

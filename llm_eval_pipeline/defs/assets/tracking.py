@@ -5,7 +5,6 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     Failure,
@@ -30,7 +29,7 @@ from llm_eval_pipeline.defs.resources import (
     ModelsResource,
     TrackingResource,
 )
-from llm_eval_pipeline.stages import StageError, day_examples, example_table, log_day_model
+from llm_eval_pipeline.stages import StageError, example_metrics, example_table, log_day_model
 from llm_eval_pipeline.tracking.dashboard import render_dashboard
 from llm_eval_pipeline.tracking.dashboard_data import WORST_N, DashboardData, digest_examples
 from llm_eval_pipeline.tracking.mlflow_runs import (
@@ -155,15 +154,13 @@ def eval_dashboard(
         (day, sorted(set(rows[Col.MODEL_ID].astype(str))))
         for day, rows in aggregates.groupby(Col.EVAL_DATE, sort=True)
     ]
-    read: dict[dt.date, pd.DataFrame] = {}  # the day's examples, read once per day
-
-    def load(day: dt.date, model: str) -> pd.DataFrame:
-        if day not in read:
-            read.clear()
-            read[day] = day_examples(store, day)
-        return example_table(store, day, model, read[day])
-
-    worst, outcomes = digest_examples(partitions, load, baseline)
+    # metrics of every example, then the text of each day×model's worst ones only
+    worst, outcomes = digest_examples(
+        partitions,
+        lambda day, model: example_metrics(store, day, model),
+        baseline,
+        rows_of=lambda day, model, ids: example_table(store, day, model, ids=ids),
+    )
     data = DashboardData(
         aggregates=aggregates,
         slices=store.read_arrow(METRIC_SLICES).to_pandas(),
