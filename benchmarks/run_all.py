@@ -133,14 +133,14 @@ def main() -> None:
 LATER = "## Measured since"
 
 
-def _later_entry(result: Result, when: str) -> str:
+def _later_entry(result: Result, when: str, how: str) -> str:
     ratio = f"{result.ratio:.2f}×" if result.ratio is not None else ""
     theirs = result.baseline.describe() if result.baseline else ""
     ours = result.ours.describe() if result.ours else ""
     return "\n".join(
         [
             f"<!-- {result.id} -->",
-            f"### {result.id}, `make bench`'s `--only` run of {when}",
+            f"### {result.id}, {how} {when}",
             "",
             "| # | hot path | compared with | theirs | ours | ratio | goal | met |",
             "|---|---|---|---|---|---|---|---|",
@@ -156,18 +156,22 @@ def _later_entry(result: Result, when: str) -> str:
     )
 
 
-def merge_later(text: str, results: list[Result]) -> str:
+def merge_later(
+    text: str, results: list[Result], how: str = "`make bench`'s `--only` run of", when: str = ""
+) -> str:
     """RESULTS.md with each of ``results`` in the section ``LATER``, replacing an entry of
-    the same id; everything else kept as the last full run wrote it."""
-    when = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+    the same id; everything else kept as the last full run wrote it. ``how`` and ``when``
+    (default: now) say which run measured them."""
+    when = when or f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     if LATER not in text:
         text = text.rstrip("\n") + (
-            f"\n\n{LATER}\n\nRows measured by `python -m benchmarks.run_all --only ...` after "
-            "the full run above, each with the time of its own run.\n"
+            f"\n\n{LATER}\n\nRows measured after the full run above (`python -m "
+            "benchmarks.run_all --only ...`, or a benchmark's own script), each with the time "
+            "of its own run.\n"
         )
     for result in results:
         start, end = f"<!-- {result.id} -->", f"<!-- /{result.id} -->"
-        entry = _later_entry(result, when)
+        entry = _later_entry(result, when, how)
         if start in text:
             head, rest = text.split(start, 1)
             text = head + entry + rest.split(end, 1)[1]

@@ -526,7 +526,10 @@ def main() -> None:
         results = [report(stages, sizes), *([report_whole_runs(whole)] if whole else [])]
         for result in results:
             result.print()
-        RESULTS.write_text(merge_later(RESULTS.read_text(encoding="utf-8"), results))
+        ended = max(path.stat().st_mtime for path in args.report)
+        when = f"{dt.datetime.fromtimestamp(ended, dt.UTC):%Y-%m-%d %H:%M} UTC"
+        how = "`python -m benchmarks.scale` runs (stages, then `--whole-run`) ending at"
+        RESULTS.write_text(merge_later(RESULTS.read_text(encoding="utf-8"), results, how, when))
         print(f"Wrote {', '.join(r.id for r in results)} into {RESULTS} (Measured since)")
         return
     for result in run(quick=args.quick, masters=args.masters.split(",")):
