@@ -456,6 +456,14 @@ def scored_frame(table: pa.Table) -> pd.DataFrame:
     return table.drop_columns(empty).to_pandas()
 
 
+def example_metrics(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
+    """One day×model's per-example metrics (``example_id`` and the metric columns, no
+    text): what ranking and paired counts need, small enough at any partition size."""
+    return scored_frame(
+        store.read_arrow(EXAMPLE_METRICS, _partition(day, model_id), SCORED_COLUMNS)
+    )
+
+
 GENERATED_COLUMNS = [
     Col.EXAMPLE_ID, Col.ERROR, Col.LATENCY_MS, Col.PROMPT_TOKENS, Col.OUTPUT_TOKENS,
 ]  # fmt: skip
@@ -497,7 +505,7 @@ def aggregate_day_model(
     ``judge_prices``), with the Delta versions it read, and replace its partition of
     ``metric_aggregates``."""
     partition = _partition(day, model_id)
-    scored = scored_frame(store.read_arrow(EXAMPLE_METRICS, partition, SCORED_COLUMNS))
+    scored = example_metrics(store, day, model_id)
     generated = store.read_arrow(GENERATIONS, partition, GENERATED_COLUMNS).to_pandas()
     if scored.empty:
         raise NothingToAggregate(
@@ -552,7 +560,7 @@ def slice_day_model(
     ``baseline``'s on the same examples (``core.slices``), replacing its partition of
     ``metric_slices``. Without the baseline's metrics for the day, no comparison."""
     partition = _partition(day, model_id)
-    scored = scored_frame(store.read_arrow(EXAMPLE_METRICS, partition, SCORED_COLUMNS))
+    scored = example_metrics(store, day, model_id)
     if scored.empty:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize example_metrics first"
@@ -567,9 +575,7 @@ def slice_day_model(
     earlier = store.read_arrow(EVAL_EXAMPLES, columns=[Col.EXAMPLE_ID], before=day)
     reference = None
     if baseline is not None:
-        found = scored_frame(
-            store.read_arrow(EXAMPLE_METRICS, _partition(day, baseline), SCORED_COLUMNS)
-        )
+        found = example_metrics(store, day, baseline)
         reference = found.set_index(Col.EXAMPLE_ID) if not found.empty else None
     metrics = [m for m in ALL_METRIC_COLUMNS if m in scored and scored[m].notna().any()]
     table = slices.metric_slices(
@@ -705,17 +711,9 @@ def change_since_previous_day(
 
 
 def day_examples(store: DeltaStore, day: dt.date, ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """The day's ``eval_examples`` (what :func:`example_table` joins to each model), or
-    those of ``ids``."""
+    """The day's ``eval_examples`` (what :func:`example_table` joins to a model's rows),
+    or those of ``ids``."""
     return store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, ids=ids).to_pandas()
-
-
-def example_metrics(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
-    """One day×model's per-example metrics (``example_id`` and the metric columns, no
-    text): what ranking and paired counts need, small enough at any partition size."""
-    return scored_frame(
-        store.read_arrow(EXAMPLE_METRICS, _partition(day, model_id), SCORED_COLUMNS)
-    )
 
 
 MLFLOW_EXAMPLE_ROWS = 10_000
@@ -735,19 +733,12 @@ def sampled_ids(ids: Sequence[str], n: int, seed: str) -> list[str] | None:
 
 
 def example_table(
-    store: DeltaStore,
-    day: dt.date,
-    model_id: str,
-    examples: pd.DataFrame | None = None,
-    ids: Sequence[str] | None = None,
+    store: DeltaStore, day: dt.date, model_id: str, ids: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Every example of one day×model (or those of ``ids``) with its output and metrics:
-    the table MLflow's UI browses and the dashboard's worst examples come from.
-    ``examples``: the day's :func:`day_examples`, for callers that go through several
-    models of one day."""
+    the table MLflow's UI browses and the dashboard's worst examples come from."""
     partition = _partition(day, model_id)
-    if examples is None:
-        examples = day_examples(store, day, ids)
+    examples = day_examples(store, day, ids)
     generated = store.read_arrow(GENERATIONS, partition, ids=ids).to_pandas()
     scored = store.read_arrow(EXAMPLE_METRICS, partition, ids=ids).to_pandas()
     metric_columns = [c for c in ALL_METRIC_COLUMNS if c in scored and scored[c].notna().any()]

@@ -25,14 +25,13 @@ from llm_eval_pipeline.cli.database import (
     DAGSTER_URL_ENV,
     DatabaseError,
     check_database,
-    dagster_database_url,
     ensure_database,
-    mlflow_database_url,
 )
 from llm_eval_pipeline.cli.ui import stop_servers
 from llm_eval_pipeline.core.schema import GENERATIONS, METRIC_AGGREGATES, Col
 from llm_eval_pipeline.defs.jobs import INGEST_JOB
 from llm_eval_pipeline.delta.store import DeltaStore
+from llm_eval_pipeline.settings import dagster_database_url, mlflow_database_url
 from llm_eval_pipeline.tracking.mlflow_runs import TAG_KIND, TAG_MODEL, experiment_name
 from llm_eval_pipeline_tests import postgres_server
 from llm_eval_pipeline_tests.processes import (

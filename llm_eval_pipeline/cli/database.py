@@ -8,26 +8,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from llm_eval_pipeline.core.errors import UserError
-from llm_eval_pipeline.settings import (
-    dagster_database_url,
-    mlflow_database_url,
-    redacted_url,
-    with_scheme,
-)
+from llm_eval_pipeline.settings import redacted_url, with_scheme
 
 CONNECT_TIMEOUT_S = 5
 DAGSTER_URL_ENV = "LLM_EVAL_DAGSTER_POSTGRES_URL"
 """The variable Dagster's ``dagster.yaml`` reads its PostgreSQL URL from (set from
 ``database_url`` by the CLI; the file itself holds no password)."""
-
-__all__ = [
-    "DAGSTER_URL_ENV",
-    "DatabaseError",
-    "check_database",
-    "dagster_database_url",
-    "ensure_database",
-    "mlflow_database_url",
-]
 
 
 class DatabaseError(UserError, RuntimeError):

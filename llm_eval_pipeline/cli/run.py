@@ -68,8 +68,6 @@ class Pipeline:
 
         from llm_eval_pipeline.definitions import build_definitions
 
-        # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
-        # starting at once must not both do it.
         self.database_url = settings.database_url
         if self.database_url:
             from llm_eval_pipeline.cli.database import check_database, ensure_database
@@ -77,6 +75,8 @@ class Pipeline:
             check_database(self.database_url)
             if settings.mlflow_tracking_uri == mlflow_database_url(self.database_url):
                 ensure_database(settings.mlflow_tracking_uri)
+        # Dagster creates a new sqlite instance's tables on first open; two `llm-eval run`s
+        # starting at once must not both do it.
         dagster_home = prepare_dagster_home(settings)
         with exclusive(dagster_home / "instance.lock"):
             self.instance = DagsterInstance.from_config(str(dagster_home))

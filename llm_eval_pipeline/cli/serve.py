@@ -23,13 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from llm_eval_pipeline.cli.database import (
-    DAGSTER_URL_ENV,
-    check_database,
-    dagster_database_url,
-    ensure_database,
-    mlflow_database_url,
-)
+from llm_eval_pipeline.cli.database import DAGSTER_URL_ENV, check_database, ensure_database
 from llm_eval_pipeline.cli.ui import (
     NO_TELEMETRY,
     code_location,
@@ -37,7 +31,12 @@ from llm_eval_pipeline.cli.ui import (
     run_servers,
 )
 from llm_eval_pipeline.core.errors import UserError
-from llm_eval_pipeline.settings import Settings, redacted_url
+from llm_eval_pipeline.settings import (
+    Settings,
+    dagster_database_url,
+    mlflow_database_url,
+    redacted_url,
+)
 
 
 def serve_commands(settings: Settings, port: int, mlflow_port: int) -> dict[str, list[str]]:

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from llm_eval_pipeline.cli.database import DAGSTER_URL_ENV, dagster_database_url
-from llm_eval_pipeline.settings import Settings, redacted_url
+from llm_eval_pipeline.cli.database import DAGSTER_URL_ENV
+from llm_eval_pipeline.settings import Settings, dagster_database_url, redacted_url
 
 # Each run starts its own Spark driver: two at a time suits a laptop.
 DAGSTER_YAML = """\

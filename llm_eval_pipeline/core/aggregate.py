@@ -240,17 +240,6 @@ def bh_q_values(p_values: Sequence[float]) -> np.ndarray:
     return q
 
 
-def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of ``n`` rows appears in each of ``resamples`` bootstrap resamples
-    (resamples × n, float32), by the Poisson bootstrap: every count is Poisson(1),
-    independently (Hanley & MacGibbon 2006, "Creating non-parametric bootstrap samples
-    using Poisson frequencies"; Chamandy et al. 2012, "Estimating uncertainty for massive
-    data streams"). It approximates the multinomial resampling of Efron's bootstrap, and
-    unlike it, the counts of any subset of the rows are themselves a Poisson bootstrap of
-    that subset: one draw serves a partition and every slice of it."""
-    return np.vstack([*resample_count_blocks(n, resamples, rng)])
-
-
 COUNT_BLOCK_CELLS = 4_000_000
 """Resamples × rows drawn at a time (16 MB of float32 counts), so that the bootstrap of
 a million-row partition needs megabytes, not the gigabytes of one resamples × rows
@@ -258,8 +247,15 @@ matrix."""
 
 
 def resample_count_blocks(n: int, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """The counts of :func:`resample_counts` in consecutive blocks of resamples (each
-    block × n): the same counts, drawn from ``rng`` in the same order."""
+    """How often each of ``n`` rows appears in each of ``resamples`` bootstrap resamples,
+    by the Poisson bootstrap: every count is Poisson(1), independently (Hanley &
+    MacGibbon 2006, "Creating non-parametric bootstrap samples using Poisson
+    frequencies"; Chamandy et al. 2012, "Estimating uncertainty for massive data
+    streams"). It approximates the multinomial resampling of Efron's bootstrap, and
+    unlike it, the counts of any subset of the rows are themselves a Poisson bootstrap of
+    that subset: one draw serves a partition and every slice of it. Yielded in
+    consecutive blocks of resamples (block × n, float32), drawn from ``rng`` in order, so
+    the blocks stacked are the counts of one resamples × n draw."""
     per_block = max(1, COUNT_BLOCK_CELLS // max(1, n))
     for start in range(0, resamples, per_block):
         size = min(per_block, resamples - start)
@@ -274,8 +270,8 @@ def bootstrap_means(
 ) -> np.ndarray:
     """``resamples`` bootstrap means of each column of ``values`` (rows × columns, NaN
     where a row has no value): the count-weighted means over each column's non-NaN rows,
-    the counts from :func:`resample_counts` (drawn here, block by block, unless given:
-    resamples × rows). Shape: resamples × columns; NaN for a resample that drew none of
+    the counts from :func:`resample_count_blocks` (drawn here, block by block, unless
+    given: resamples × rows). Shape: resamples × columns; NaN for a resample that drew none of
     a column's rows."""
     if counts is None:
         assert rng is not None

@@ -29,7 +29,7 @@ mean near 0, a relative margin alone would call a difference of 0.01 on a metric
 gets its difference and interval but no test.
 
 The bootstrap is vectorised: one Poisson-bootstrap draw of resample counts for the
-partition (``core.aggregate.resample_counts``, drawn a block of resamples at a time)
+partition (``core.aggregate.resample_count_blocks``, a block of resamples at a time)
 serves every slice (its rows' columns of the counts), every metric (``counts @ values``)
 and both the means and the paired differences, so a slice costs a few matrix products,
 not a draw or a Python loop per metric.

@@ -361,13 +361,10 @@ class DeltaStore:
         # partition, and an ``in`` filter pushed to delta-rs drops the files written by
         # Spark tasks (they carry no string bounds in their statistics).
         import pyarrow.compute as pc
-        import pyarrow.dataset as ds
+        from pyarrow.parquet import filters_to_expression
 
         wanted = pa.array(sorted(set(ids)), pa.string())
-        where = None
-        for column, op, value in filters:
-            term = ds.field(column) == value if op == "=" else ds.field(column) < value
-            where = term if where is None else where & term
+        where = filters_to_expression(filters) if filters else None
         scanner = table.to_pyarrow_dataset().scanner(columns=columns, filter=where)
         kept = [
             batch.filter(pc.is_in(batch.column(Col.EXAMPLE_ID), value_set=wanted))

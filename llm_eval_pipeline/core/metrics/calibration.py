@@ -32,18 +32,16 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-FEATURES = (
+LEXICAL = (
     "unsupported_fact_share",
     "unsupported_content_share",
     "unsupported_answer_share",
     "contradiction",
     "unbound_relation",
     "wrong_comparison",
-    "reference_free",
-    "lexical_index",
 )
-LEXICAL = FEATURES[:6]
 """The lexical components, whose weighted mean is ``lexical_index``."""
+FEATURES = (*LEXICAL, "reference_free", "lexical_index")
 HALLUCINATION_WEIGHTS: Mapping[str, float] = {
     "unsupported_fact_share": 0.4,
     "unsupported_content_share": 0.2,
