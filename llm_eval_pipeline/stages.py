@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_eval_pipeline.core import drift, slices
-from llm_eval_pipeline.core.aggregate import aggregate_partition
+from llm_eval_pipeline.core.aggregate import (
+    ROW_BLOCK,
+    Batches,
+    BootstrapSums,
+    aggregate_partition,
+    out_of_range,
+)
 from llm_eval_pipeline.core.cost import Prices
 from llm_eval_pipeline.core.dataset import discover_sources, ingest
 from llm_eval_pipeline.core.errors import UserError
@@ -440,42 +446,67 @@ def score_partition(
 # ---------------------------------------------------------------- aggregate
 
 
-SCORED_COLUMNS = [c for c in EXAMPLE_METRICS.columns if c != METRIC_NOTES]
-"""What aggregates and slices read of ``example_metrics``: every metric, not the notes."""
+def valued_columns(
+    store: DeltaStore, spec: TableSpec, partition: Mapping[str, object], names: Sequence[str]
+) -> list[str]:
+    """Those of ``names`` (float columns) with a value in some row of the partition, found
+    a batch at a time: the metric groups not computed are NaN in every row, and reading
+    them would cost 8 bytes a row each."""
+    found: set[str] = set()
+    for batch in store.batches(spec, dict(partition), names):
+        for name in batch.schema.names:
+            if name not in found and pc.any(pc.invert(pc.is_nan(batch.column(name)))).as_py():
+                found.add(name)
+        if len(found) == len(names):
+            break
+    return [n for n in names if n in found]
 
 
-def scored_frame(table: pa.Table) -> pd.DataFrame:
-    """``example_metrics`` rows as pandas, without the metric columns that hold no value
-    (the groups not computed: NaN in every row), which would each cost 8 bytes a row."""
-    empty = [
-        name
-        for name in ALL_METRIC_COLUMNS
-        if name in table.column_names
-        and pc.all(pc.is_nan(pc.fill_null(table.column(name), float("nan")))).as_py() is not False
-    ]
-    return table.drop_columns(empty).to_pandas()
-
-
-def example_metrics(store: DeltaStore, day: dt.date, model_id: str) -> pd.DataFrame:
-    """One day×model's per-example metrics (``example_id`` and the metric columns, no
-    text): what ranking and paired counts need, small enough at any partition size."""
-    return scored_frame(
-        store.read_arrow(EXAMPLE_METRICS, _partition(day, model_id), SCORED_COLUMNS)
+def example_metrics(
+    store: DeltaStore, day: dt.date, model_id: str, names: Sequence[str] = ALL_METRIC_COLUMNS
+) -> pa.Table:
+    """One day×model's per-example metrics: ``example_id`` and those of the metric
+    columns ``names`` that hold a value (:func:`valued_columns`), no text, in the table's
+    file order."""
+    partition = _partition(day, model_id)
+    metrics = valued_columns(
+        store, EXAMPLE_METRICS, partition, [n for n in ALL_METRIC_COLUMNS if n in names]
     )
+    return store.read_arrow(EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *metrics])
 
 
-GENERATED_COLUMNS = [
-    Col.EXAMPLE_ID, Col.ERROR, Col.LATENCY_MS, Col.PROMPT_TOKENS, Col.OUTPUT_TOKENS,
-]  # fmt: skip
-"""What aggregates read of ``generations``: failures, latency and tokens, not the text."""
+def example_metrics_frame(
+    store: DeltaStore, day: dt.date, model_id: str, names: Sequence[str]
+) -> pd.DataFrame:
+    """:func:`example_metrics` of ``names`` as pandas with the day and the model, for
+    ranking: the ids stay Arrow strings (a million as Python objects would cost about
+    100 MB)."""
+    frame = example_metrics(store, day, model_id, names).to_pandas(
+        types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get
+    )
+    return frame.assign(**{Col.EVAL_DATE: day, Col.MODEL_ID: model_id})
+
+
+def _batches(
+    store: DeltaStore,
+    spec: TableSpec,
+    partition: Mapping[str, object],
+    only: Sequence[str] | None = None,
+) -> Batches:
+    """A partition as :data:`Batches` (of its columns in ``only``, when given)."""
+    return lambda columns: (
+        batch.to_pandas()
+        for batch in store.batches(
+            spec, dict(partition), [c for c in columns if only is None or c in only]
+        )
+    )
 
 
 @dataclass(frozen=True)
 class AggregatedPartition:
     table: pd.DataFrame
-    scored: pd.DataFrame
-    generated: pd.DataFrame
     version: int
+    out_of_range: dict[str, int]
     config_hashes: list[str] = field(default_factory=list)
 
     @property
@@ -485,6 +516,11 @@ class AggregatedPartition:
             for _, row in self.table.iterrows()
             if pd.notna(row[Agg.MEAN])
         }
+
+    @property
+    def rows(self) -> int:
+        """The partition's generations (failed ones too)."""
+        return int(self.table[Agg.ROWS].iloc[0]) if len(self.table) else 0
 
 
 class NothingToAggregate(StageError):
@@ -502,19 +538,28 @@ def aggregate_day_model(
     judge_prices: Prices | None = None,
 ) -> AggregatedPartition:
     """Aggregate the day×model's metrics (``core.aggregate``; costs at ``prices`` and
-    ``judge_prices``), with the Delta versions it read, and replace its partition of
-    ``metric_aggregates``."""
+    ``judge_prices``), read a batch at a time, with the Delta versions it read, and
+    replace its partition of ``metric_aggregates``."""
     partition = _partition(day, model_id)
-    scored = example_metrics(store, day, model_id)
-    generated = store.read_arrow(GENERATIONS, partition, GENERATED_COLUMNS).to_pandas()
-    if scored.empty:
+    hashes: set[str] = set()  # every scored row carries its config's hash
+    for batch in store.batches(EXAMPLE_METRICS, partition, [METRIC_CONFIG_HASH]):
+        hashes |= {h for h in pc.unique(batch.column(0)).to_pylist() if h is not None}
+    if not hashes:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize generations and "
             "example_metrics for this partition first"
         )
+    config_hashes = sorted(hashes)
+    # the metric groups not computed are left unread
+    valued = valued_columns(store, EXAMPLE_METRICS, partition, ALL_METRIC_COLUMNS)
+    scored = _batches(store, EXAMPLE_METRICS, partition, valued)
+    generated = _batches(store, GENERATIONS, partition)
     table = aggregate_partition(scored, generated, resamples, seed, prices, judge_prices)
-    hashes = sorted(set(scored[METRIC_CONFIG_HASH].dropna()))
-    table[METRIC_CONFIG_HASH] = ",".join(hashes)
+    bad: dict[str, int] = {}
+    for batch in scored(ALL_METRIC_COLUMNS):
+        for name, count in out_of_range(batch).items():
+            bad[name] = bad.get(name, 0) + count
+    table[METRIC_CONFIG_HASH] = ",".join(config_hashes)
     table[Agg.EXAMPLES_VERSION] = store.version(EVAL_EXAMPLES)
     table[Agg.GENERATIONS_VERSION] = store.version(GENERATIONS)
     table[Agg.METRICS_VERSION] = store.version(EXAMPLE_METRICS)
@@ -522,7 +567,7 @@ def aggregate_day_model(
     table[Col.MODEL_ID] = model_id
     arrow = pa.Table.from_pandas(table, schema=METRIC_AGGREGATES.schema, preserve_index=False)
     version = store.write_partition(METRIC_AGGREGATES, arrow, partition)
-    return AggregatedPartition(table, scored, generated, version, hashes)
+    return AggregatedPartition(table, version, bad, config_hashes)
 
 
 # ---------------------------------------------------------------- slices
@@ -530,17 +575,97 @@ def aggregate_day_model(
 
 @dataclass(frozen=True)
 class SlicedPartition:
-    """A written ``metric_slices`` partition, with the per-example metrics it came from
-    (indexed by example id; ``reference``: the baseline's, None when not compared)."""
+    """A written ``metric_slices`` partition, with the per-example metrics it compared
+    (``paired``: example id, the candidate's metric columns and the baseline's, named
+    :func:`baseline_column`; None when not compared)."""
 
     table: pd.DataFrame
     version: int
     baseline: str | None
-    scored: pd.DataFrame
-    reference: pd.DataFrame | None
+    paired: pa.Table | None = None
     unmatched: int = 0
     """Scored rows whose example is no longer in the day's eval_examples (the day was
     ingested again after scoring): left out of every slice."""
+
+
+def baseline_column(metric: str) -> str:
+    """The name of the baseline's ``metric`` in :attr:`SlicedPartition.paired`."""
+    return f"baseline.{metric}"
+
+
+def _encoded(column: pa.ChunkedArray | pa.Array) -> tuple[list[object], np.ndarray]:
+    """A column's distinct values and every row's index into them (nulls one value)."""
+    encoded = pc.dictionary_encode(
+        column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column,
+        null_encoding="encode",
+    )
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
+
+
+def _slice_fields(
+    store: DeltaStore, day: dt.date, fields: Sequence[str]
+) -> tuple[pa.Table, set[str]]:
+    """The day's examples as what slicing needs, read a batch at a time: the id, the
+    task, the prompt's length and each metadata field of ``fields`` (a column each); and
+    which of the fields some example carries."""
+    carried: set[str] = set()
+    parts = []
+    columns = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.METADATA]
+    for batch in store.batches(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns):
+        metadata = batch.column(Col.METADATA)
+        carried |= {key for key in fields if pc.any(pc.equal(metadata.keys, key)).as_py()}
+        part = {
+            Col.EXAMPLE_ID: batch.column(Col.EXAMPLE_ID),
+            Col.TASK: batch.column(Col.TASK),
+            slices.PROMPT_CHARS: pc.utf8_length(batch.column(Col.PROMPT)),
+        }
+        part |= {key: pc.map_lookup(metadata, key, "first") for key in fields}
+        parts.append(pa.table(part))
+    if not parts:
+        empty = {Col.EXAMPLE_ID: pa.array([], pa.string()), Col.TASK: pa.array([], pa.string())}
+        empty[slices.PROMPT_CHARS] = pa.array([], pa.int32())
+        return pa.table(empty | {key: pa.array([], pa.string()) for key in fields}), carried
+    return pa.concat_tables(parts), carried
+
+
+def _slicing(
+    store: DeltaStore, day: dt.date, ids: pa.ChunkedArray, slice_by: Sequence[str]
+) -> tuple[slices.Slicing, np.ndarray]:
+    """The slices of the scored rows ``ids`` (``core.slices``, computed in Arrow: no
+    Python object per row), and which rows have an example in the day's eval_examples."""
+    fields = [key for key in slice_by if key != Col.TASK]
+    read, carried = _slice_fields(store, day, fields)
+    missing = [key for key in fields if key not in carried]
+    if missing:
+        raise ValueError(
+            f"slice_by names {missing[0]!r}, which no example has (task, or a metadata field)"
+        )
+    position = pc.index_in(ids, value_set=read.column(Col.EXAMPLE_ID).combine_chunks())
+    matched = pc.is_valid(position).to_numpy(zero_copy_only=False)
+    position = position.filter(pc.is_valid(position))
+    keys = {ALL_SLICE: ([ALL_SLICE], np.zeros(len(position), dtype="int32"))}
+    for key in slice_by:
+        keys[key] = _encoded(pc.take(read.column(key), position))
+    lengths = pc.take(read.column(slices.PROMPT_CHARS), position)
+    terciles = slices.length_terciles(lengths.to_numpy(zero_copy_only=False))
+    keys[slices.PROMPT_LENGTH] = (list(slices.LENGTH_TERCILES), terciles)
+    earlier = store.read_arrow(EVAL_EXAMPLES, columns=[Col.EXAMPLE_ID], before=day)
+    recurring = pc.is_in(
+        ids.filter(pa.array(matched)), value_set=pc.unique(earlier.column(Col.EXAMPLE_ID))
+    )
+    keys[slices.RECURRING] = (["new", slices.RECURRING], recurring.to_numpy(zero_copy_only=False))
+    return slices.Slicing.encoded(keys), matched
+
+
+ALL_SLICE = slices.ALL
+SLICE_BATCH_ROWS = 16 * ROW_BLOCK
+"""Rows counted into the slices' bootstrap at a time."""
+
+
+def _floats(table: pa.Table, names: Sequence[str], start: int, stop: int) -> np.ndarray:
+    return np.column_stack(
+        [table.column(n).slice(start, stop - start).to_numpy(zero_copy_only=False) for n in names]
+    ).astype("float64") if names else np.empty((stop - start, 0))  # fmt: skip
 
 
 def slice_day_model(
@@ -558,47 +683,65 @@ def slice_day_model(
 ) -> SlicedPartition:
     """Every metric on every slice of the day×model's scored examples, compared with the
     ``baseline``'s on the same examples (``core.slices``), replacing its partition of
-    ``metric_slices``. Without the baseline's metrics for the day, no comparison."""
+    ``metric_slices``. Without the baseline's metrics for the day, no comparison.
+
+    The rows are held as Arrow and numbers only (ids, metrics, one slice index per key)
+    and counted into the bootstrap a batch at a time."""
     partition = _partition(day, model_id)
     scored = example_metrics(store, day, model_id)
-    if scored.empty:
+    if not scored.num_rows:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize example_metrics first"
         )
-    scored = scored.set_index(Col.EXAMPLE_ID)
-    columns = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.METADATA]
-    read = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns)
-    prompt_chars = pc.utf8_length(read.column(Col.PROMPT))
-    read = read.drop_columns([Col.PROMPT]).append_column(slices.PROMPT_CHARS, prompt_chars)
-    examples = read.to_pandas()
-    examples = examples[examples[Col.EXAMPLE_ID].isin(scored.index)].reset_index(drop=True)
-    earlier = store.read_arrow(EVAL_EXAMPLES, columns=[Col.EXAMPLE_ID], before=day)
-    reference = None
+    # in example id order, so that every row's bootstrap counts are the same on a re-run
+    # whatever the files' layout
+    order = pc.sort_indices(scored.column(Col.EXAMPLE_ID))
+    ids = pc.take(scored.column(Col.EXAMPLE_ID), order)
+    slicing, matched = _slicing(store, day, ids, slice_by)
+    unmatched = int((~matched).sum())
+    order, ids = order.filter(pa.array(matched)), ids.filter(pa.array(matched))
+    metrics = [m for m in ALL_METRIC_COLUMNS if m in scored.column_names]
+    paired = None
     if baseline is not None:
-        found = example_metrics(store, day, baseline)
-        reference = found.set_index(Col.EXAMPLE_ID) if not found.empty else None
-    metrics = [m for m in ALL_METRIC_COLUMNS if m in scored and scored[m].notna().any()]
-    table = slices.metric_slices(
-        scored,
-        reference,
-        slices.slice_members(examples, slice_by, set(earlier.column(Col.EXAMPLE_ID).to_pylist())),
-        examples[Col.EXAMPLE_ID].tolist(),
-        metrics,
-        slices.SliceSpec(
-            min_slice_size=min_slice_size,
-            relative_margin=relative_margin,
-            resamples=resamples,
-            seed=seed,
-            margin_floor=margin_floor,
-        ),
+        reference = example_metrics(store, day, baseline)
+        if reference.num_rows:
+            at = pc.index_in(ids, value_set=reference.column(Col.EXAMPLE_ID))
+            paired = pa.table({Col.EXAMPLE_ID: ids})
+            for m in metrics:
+                paired = paired.append_column(m, pc.take(scored.column(m), order))
+                other = reference.column(m) if m in reference.column_names else None
+                values = (
+                    pc.take(other, at) if other is not None else pa.nulls(len(at), pa.float64())
+                )
+                paired = paired.append_column(baseline_column(m), values)
+    spec = slices.SliceSpec(
+        min_slice_size=min_slice_size,
+        relative_margin=relative_margin,
+        resamples=resamples,
+        seed=seed,
+        margin_floor=margin_floor,
     )
+    geometric = slices.geometric_of(metrics)
+    sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), resamples, seed)
+    for start in range(0, len(order), SLICE_BATCH_ROWS):
+        stop = min(len(order), start + SLICE_BATCH_ROWS)
+        rows = order[start:stop]
+        own = np.column_stack(
+            [pc.take(scored.column(m), rows).to_numpy(zero_copy_only=False) for m in metrics]
+        ) if metrics else np.empty((stop - start, 0))  # fmt: skip
+        other = (
+            _floats(paired, [baseline_column(m) for m in metrics], start, stop)
+            if paired is not None
+            else None
+        )
+        sums.add(slices.slice_values(own, other, geometric), slicing.groupings(start, stop))
+    table = slices.slice_table(sums, slicing, metrics, spec, compared=paired is not None)
     table[Col.EVAL_DATE] = day
     table[Col.MODEL_ID] = model_id
     arrow = pa.Table.from_pandas(table, schema=METRIC_SLICES.schema, preserve_index=False)
     version = store.write_partition(METRIC_SLICES, arrow, partition)
-    compared = baseline if reference is not None else None
-    unmatched = len(scored) - len(examples)
-    return SlicedPartition(table, version, compared, scored, reference, unmatched)
+    compared = baseline if paired is not None else None
+    return SlicedPartition(table, version, compared, paired, unmatched)
 
 
 # ---------------------------------------------------------------- drift
@@ -640,16 +783,18 @@ def drift_day(
     (``core.drift``), replacing the day's partition of ``input_drift``. ``embed`` turns
     prompts into sentence embeddings (None: no embedding test)."""
     before = previous_day(store, EVAL_EXAMPLES, day)
-    # a first day has nothing to be compared with: its ids are all it needs
+    # a first day has nothing to be compared with: its ids, counted in Arrow, are all it needs
     columns = DRIFT_COLUMNS if before is not None else [Col.EXAMPLE_ID]
-    current = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns).to_pandas()
-    if current.empty:
+    read = store.read_arrow(EVAL_EXAMPLES, {Col.EVAL_DATE: day}, columns)
+    if not read.num_rows:
         raise StageError(f"no eval_examples on {day}: materialize its ingestion first")
     rows: list[dict[str, object]] = []
     tests: list[drift.DriftTest] = []
     if before is None:
-        ids = {"added": int(current[Col.EXAMPLE_ID].nunique()), "removed": 0, "kept": 0}
+        added = pc.count_distinct(read.column(Col.EXAMPLE_ID)).as_py()
+        ids = {"added": int(added), "removed": 0, "kept": 0}
     else:
+        current = read.to_pandas()
         previous = store.read_arrow(
             EVAL_EXAMPLES, {Col.EVAL_DATE: before}, DRIFT_COLUMNS
         ).to_pandas()
@@ -686,21 +831,29 @@ def _sample(texts: list[str], rng: np.random.Generator) -> list[str]:
 
 
 def change_since_previous_day(
-    store: DeltaStore, day: dt.date, model_id: str, scored: pd.DataFrame, metrics: Sequence[str]
+    store: DeltaStore, day: dt.date, model_id: str, metrics: Sequence[str]
 ) -> tuple[dt.date | None, dict[str, drift.ChangeSplit]]:
     """Each metric's change since this model's previous scored day, split into the part
     on recurring examples and the part due to the change of examples
-    (``core.drift.split_change``; geometric metrics on the log scale)."""
+    (``core.drift.split_change``; geometric metrics on the log scale). The two days'
+    rows are matched in Arrow: each is indexed by a row number (the previous day's), not
+    by its id text."""
     before = previous_day(store, EXAMPLE_METRICS, day, {Col.MODEL_ID: model_id})
     if before is None:
         return None, {}
-    earlier = store.read_arrow(EXAMPLE_METRICS, _partition(before, model_id)).to_pandas()
-    now, then = scored.set_index(Col.EXAMPLE_ID), earlier.set_index(Col.EXAMPLE_ID)
+    now, then = example_metrics(store, day, model_id), example_metrics(store, before, model_id)
+    at = pc.index_in(now.column(Col.EXAMPLE_ID), value_set=then.column(Col.EXAMPLE_ID))
+    found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+    index = np.arange(then.num_rows, then.num_rows + now.num_rows)
+    index[found] = at.filter(pc.is_valid(at)).to_numpy(zero_copy_only=False)
     out = {}
     for metric in metrics:
-        if metric not in now or metric not in then:
+        if metric not in now.column_names or metric not in then.column_names:
             continue
-        values = [pd.to_numeric(f[metric], errors="coerce") for f in (then, now)]
+        values = [
+            pd.Series(table.column(metric).to_numpy(zero_copy_only=False).astype("float64"), rows)
+            for table, rows in ((then, np.arange(then.num_rows)), (now, index))
+        ]
         if metric in GEOMETRIC_METRICS:
             values = [np.log(v.where(v > 0)) for v in values]
         out[metric] = drift.split_change(*values)

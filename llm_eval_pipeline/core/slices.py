@@ -28,11 +28,11 @@ mean near 0, a relative margin alone would call a difference of 0.01 on a metric
 [0, 1] a regression or an improvement. A metric with no better direction (a token count)
 gets its difference and interval but no test.
 
-The bootstrap is vectorised: one Poisson-bootstrap draw of resample counts for the
-partition (``core.aggregate.resample_count_blocks``, a block of resamples at a time)
-serves every slice (its rows' columns of the counts), every metric (``counts @ values``)
-and both the means and the paired differences, so a slice costs a few matrix products,
-not a draw or a Python loop per metric.
+The bootstrap streams: the rows pass once, a block at a time, through a
+``core.aggregate.BootstrapSums``, whose Poisson counts of a block serve every slice, every
+metric (``counts @ values``) and both the means and the paired differences. What it keeps
+is per slice, resample and metric, so a million-row partition needs the memory of its
+slices, not of its rows.
 """
 
 from __future__ import annotations
@@ -45,14 +45,13 @@ import numpy as np
 import pandas as pd
 
 from llm_eval_pipeline.core.aggregate import (
+    BootstrapSums,
     Verdict,
     bh_q_values,
-    bootstrap_means,
     bootstrap_p_values,
     mde,
     n_needed,
     percentile_interval,
-    resample_count_blocks,
     verdict,
 )
 from llm_eval_pipeline.core.metrics.registry import METRICS
@@ -85,43 +84,100 @@ PROMPT_CHARS = "prompt_chars"
 """A prompt's length in characters, in place of the prompt (see :func:`slice_members`)."""
 
 
+@dataclass(frozen=True)
+class Slicing:
+    """The slices of a partition's rows: per slice key its values (sorted), and for every
+    row the index of its value under each key."""
+
+    values: dict[str, list[str]]
+    codes: dict[str, np.ndarray]
+
+    @classmethod
+    def encoded(cls, keys: Mapping[str, tuple[Sequence[object], np.ndarray]]) -> Slicing:
+        """From each key's distinct raw values and every row's index into them (a
+        dictionary encoding, e.g. Arrow's): the raw values become slice values by
+        :func:`label`, so that None, NaN and "" are one ``(missing)`` slice."""
+        values, codes = {}, {}
+        for key, (raw, indices) in keys.items():
+            labels = [label(v) for v in raw]
+            values[key] = sorted(set(labels))
+            position = {v: i for i, v in enumerate(values[key])}
+            remap = np.array([position[v] for v in labels], dtype="int32")
+            codes[key] = remap[np.asarray(indices, dtype="int64")]
+        return cls(values, codes)
+
+    @classmethod
+    def of(cls, labels: Mapping[str, Sequence[object]]) -> Slicing:
+        """From every row's raw value under each key."""
+        encoded = {}
+        for key, raw in labels.items():
+            indices, uniques = pd.factorize(
+                pd.Series(list(raw), dtype=object), use_na_sentinel=False
+            )
+            encoded[key] = (list(uniques), indices)
+        return cls.encoded(encoded)
+
+    def slices(self) -> list[tuple[str, str]]:
+        """Every (slice key, value), in the order of their group indices."""
+        return [(key, value) for key, values in self.values.items() for value in values]
+
+    def groupings(self, start: int, stop: int) -> list[np.ndarray]:
+        """Per key, the group index (into :meth:`slices`) of rows ``start:stop``."""
+        out, offset = [], 0
+        for key, values in self.values.items():
+            out.append(self.codes[key][start:stop].astype("int64") + offset)
+            offset += len(values)
+        return out
+
+    def sizes(self) -> dict[tuple[str, str], int]:
+        """Rows per slice."""
+        return {
+            (key, value): int(count)
+            for key, values in self.values.items()
+            for value, count in zip(
+                values, np.bincount(self.codes[key], minlength=len(values)), strict=True
+            )
+        }
+
+
+def length_terciles(lengths: np.ndarray) -> np.ndarray:
+    """Each prompt's tercile of ``lengths`` (0 short, 1 medium, 2 long), cut at the
+    partition's own 1/3 and 2/3 quantiles (linear interpolation; a length on a cut goes
+    below it)."""
+    if not len(lengths):
+        return np.zeros(0, dtype="int64")
+    cuts = np.quantile(lengths, [1 / 3, 2 / 3])
+    return np.searchsorted(cuts, lengths, side="left")
+
+
 def slice_members(
     examples: pd.DataFrame, slice_by: Sequence[str], earlier_ids: set[str]
-) -> dict[tuple[str, str], np.ndarray]:
-    """Each slice's rows of ``examples`` (index positions), keyed by (slice key, value).
+) -> Slicing:
+    """The slices of ``examples``' rows (:class:`Slicing`).
 
     ``examples`` has ``example_id``, ``task``, ``prompt`` (or ``prompt_chars``, its
-    length, which a caller reading a large partition computes instead of the text) and
-    ``metadata`` (a mapping or a list of pairs per row). A ``slice_by`` field no row
-    carries raises ValueError naming it; a row without the field goes to the value ``(missing)``."""
+    length) and ``metadata`` (a mapping or a list of pairs per row). A ``slice_by`` field
+    no row carries raises ValueError naming it; a row without the field goes to the value
+    ``(missing)``."""
     n = len(examples)
-    members: dict[tuple[str, str], np.ndarray] = {(ALL, ALL): np.arange(n)}
-
-    def add(key: str, values: Sequence[str]) -> None:
-        labels = np.asarray(values, dtype=object)
-        for value in sorted(set(labels)):
-            members[(key, str(value))] = np.flatnonzero(labels == value)
-
+    labels: dict[str, Sequence[object]] = {ALL: [ALL] * n}
     metadata = [as_mapping(m) for m in examples.get(Col.METADATA, [None] * n)]
     for key in slice_by:
         if key == Col.TASK:
-            add(key, [label(t) for t in examples[Col.TASK]])
+            labels[key] = list(examples[Col.TASK])
             continue
         if not any(key in m for m in metadata):
             raise ValueError(
                 f"slice_by names {key!r}, which no example has (task, or a metadata field)"
             )
-        add(key, [label(m.get(key)) for m in metadata])
+        labels[key] = [m.get(key) for m in metadata]
     if PROMPT_CHARS in examples:
         lengths = examples[PROMPT_CHARS].to_numpy()
     else:
         lengths = examples[Col.PROMPT].astype(str).str.len().to_numpy()
-    if n:
-        cuts = np.quantile(lengths, [1 / 3, 2 / 3])
-        tercile = np.searchsorted(cuts, lengths, side="left")
-        add(PROMPT_LENGTH, [LENGTH_TERCILES[t] for t in tercile])
-    add(RECURRING, [RECURRING if i in earlier_ids else "new" for i in examples[Col.EXAMPLE_ID]])
-    return members
+    labels[PROMPT_LENGTH] = [LENGTH_TERCILES[t] for t in length_terciles(lengths)]
+    labels[RECURRING] = [RECURRING if i in earlier_ids else "new" for i in examples[Col.EXAMPLE_ID]]
+    return Slicing.of(labels)
 
 
 def as_mapping(value: object) -> Mapping[str, object]:
@@ -151,10 +207,42 @@ SLICE_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
+def slice_values(own: np.ndarray, other: np.ndarray | None, geometric: np.ndarray) -> np.ndarray:
+    """What :class:`BootstrapSums` counts for slices, from rows × metrics of the candidate
+    and the baseline (NaN where missing): a column of ones (the slice's rows), the
+    candidate's values, the paired differences and the baseline's values where both
+    have one, each on the log scale for geometric metrics."""
+    own, other = _scaled(own, geometric), _scaled(other, geometric) if other is not None else None
+    if other is None:
+        other = np.full_like(own, np.nan)
+    both = ~np.isnan(own) & ~np.isnan(other)
+    return np.hstack(
+        [
+            np.ones((len(own), 1)),
+            own,
+            np.where(both, own - other, np.nan),
+            np.where(both, other, np.nan),
+        ]
+    )
+
+
+def _scaled(values: np.ndarray, geometric: np.ndarray) -> np.ndarray:
+    values = np.array(values, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values[:, geometric] = np.log(values[:, geometric])
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def geometric_of(metrics: Sequence[str]) -> np.ndarray:
+    """Which of ``metrics`` are compared on the log scale."""
+    return np.array([METRICS[m].aggregation == GEOMETRIC for m in metrics], dtype=bool)
+
+
 def metric_slices(
     candidate: pd.DataFrame,
     baseline: pd.DataFrame | None,
-    members: Mapping[tuple[str, str], np.ndarray],
+    slicing: Slicing,
     example_ids: Sequence[str],
     metrics: Sequence[str],
     spec: SliceSpec,
@@ -162,114 +250,101 @@ def metric_slices(
     """One row per (slice, metric): columns :data:`SLICE_COLUMNS`.
 
     ``candidate`` and ``baseline`` are per-example metric tables indexed by example id;
-    ``members`` gives each slice's positions in ``example_ids``. Without a baseline (or for
-    the baseline itself) the comparison columns are NaN and the verdict is null. Slices
-    under ``spec.min_slice_size`` pairs get no test: verdict ``inconclusive``."""
-    rng = np.random.default_rng(spec.seed)
+    ``slicing`` gives the slices of the rows of ``example_ids``. Without a baseline (or
+    for the baseline itself) the comparison columns are NaN and the verdict is null.
+    Slices under ``spec.min_slice_size`` pairs get no test: verdict ``inconclusive``."""
     ids = pd.Index(example_ids)
-    geometric = np.array([METRICS[m].aggregation == GEOMETRIC for m in metrics])
-    own = _matrix(candidate, ids, metrics, geometric)
-    other = _matrix(baseline, ids, metrics, geometric) if baseline is not None else None
-    diffs = (
-        np.where(np.isnan(own) | np.isnan(other), np.nan, own - other)
-        if other is not None
-        else None
-    )
-    mean_draws: dict[tuple[str, str], list[np.ndarray]] = {s: [] for s in members}
-    diff_draws: dict[tuple[str, str], list[np.ndarray]] = {s: [] for s in members}
-    # one block of resamples at a time, so memory stays bounded at any partition size
-    for block in resample_count_blocks(len(ids), spec.resamples, rng):
-        for name, positions in members.items():
-            if not len(positions):
-                continue
-            # the same resamples of the slice's rows serve its means and paired differences
-            shared = block[:, positions]
-            mean_draws[name].append(bootstrap_means(own[positions], 0, None, shared))
-            if diffs is not None:
-                diff_draws[name].append(bootstrap_means(diffs[positions], 0, None, shared))
+    geometric = geometric_of(metrics)
+    own = _matrix(candidate, ids, metrics)
+    other = _matrix(baseline, ids, metrics) if baseline is not None else None
+    sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), spec.resamples, spec.seed)
+    sums.add(slice_values(own, other, geometric), slicing.groupings(0, len(ids)))
+    return slice_table(sums, slicing, metrics, spec, compared=baseline is not None)
+
+
+def slice_table(
+    sums: BootstrapSums,
+    slicing: Slicing,
+    metrics: Sequence[str],
+    spec: SliceSpec,
+    compared: bool,
+) -> pd.DataFrame:
+    """The slice table (:data:`SLICE_COLUMNS`) from the rows counted into ``sums``
+    (:func:`slice_values`, grouped by ``slicing``); slices with no row are left out."""
+    k = len(metrics)
+    geometric = geometric_of(metrics)
+    mean, std, draws = sums.mean(), sums.std(), sums.draws()
+    own, diff, base = slice(1, 1 + k), slice(1 + k, 1 + 2 * k), slice(1 + 2 * k, 1 + 3 * k)
     rows = []
-    for (key, value), positions in members.items():
-        values = own[positions]
-        draws = np.vstack(mean_draws[key, value]) if len(positions) else values[:0]
-        low, high = percentile_interval(draws, spec.level)
-        with np.errstate(invalid="ignore"):
-            means = np.nanmean(values, axis=0) if len(positions) else np.full(len(metrics), np.nan)
-        counts = (~np.isnan(values)).sum(axis=0)
+    for g, (key, value) in enumerate(slicing.slices()):
+        if not sums.count[g, 0]:
+            continue
+        low, high = percentile_interval(draws[g][:, own], spec.level)
         tested = 2 if key == ALL else max(2, spec.min_slice_size)
         comparison = (
-            _paired(values, other[positions], metrics, geometric, tested, spec,
-                    np.vstack(diff_draws[key, value]) if len(positions) else values[:0])
-            if other is not None
+            _paired(sums.count[g, diff], mean[g, diff], mean[g, base], std[g, diff],
+                    draws[g][:, diff], metrics, geometric, tested, spec)
+            if compared
             else None
         )  # fmt: skip
         for j, metric in enumerate(metrics):
             back = np.exp if geometric[j] else (lambda x: x)
             row = {
                 Slc.KEY: key, Slc.VALUE: value, Agg.METRIC: metric,
-                Agg.COUNT: int(counts[j]), Agg.MEAN: float(back(means[j])),
-                Agg.CI_LOW: float(back(low[j])) if low.size else math.nan,
-                Agg.CI_HIGH: float(back(high[j])) if high.size else math.nan,
+                Agg.COUNT: int(sums.count[g, own][j]), Agg.MEAN: float(back(mean[g, own][j])),
+                Agg.CI_LOW: float(back(low[j])), Agg.CI_HIGH: float(back(high[j])),
             }  # fmt: skip
             row.update(comparison[j] if comparison is not None else _no_comparison())
             rows.append(row)
     frame = pd.DataFrame(rows, columns=list(SLICE_COLUMNS))
-    if other is not None and len(frame):
+    if compared and len(frame):
         frame[Slc.Q_VALUE] = bh_q_values(frame[Slc.P_VALUE].to_numpy())
         frame[Slc.VERDICT] = [_verdict_of(r, spec) for r in frame.to_dict("records")]
     return frame
 
 
-def _matrix(
-    table: pd.DataFrame, ids: pd.Index, metrics: Sequence[str], geometric: np.ndarray
-) -> np.ndarray:
-    """Rows in ``ids`` order × metrics, NaN where missing; log of geometric metrics."""
+def _matrix(table: pd.DataFrame, ids: pd.Index, metrics: Sequence[str]) -> np.ndarray:
+    """Rows in ``ids`` order × metrics, NaN where missing."""
     aligned = table.reindex(ids)
-    values = np.column_stack(
+    return np.column_stack(
         [pd.to_numeric(aligned[m], errors="coerce").to_numpy("float64") if m in aligned
          else np.full(len(ids), np.nan) for m in metrics]
     ) if metrics else np.empty((len(ids), 0))  # fmt: skip
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values[:, geometric] = np.log(values[:, geometric])
-    values[~np.isfinite(values)] = np.nan
-    return values
 
 
 def _paired(
-    own: np.ndarray,
-    other: np.ndarray,
+    pairs: np.ndarray,
+    observed: np.ndarray,
+    base: np.ndarray,
+    sd: np.ndarray,
+    draws: np.ndarray,
     metric_names: Sequence[str],
     geometric: np.ndarray,
     min_pairs: int,
     spec: SliceSpec,
-    draws: np.ndarray,
 ) -> list[dict[str, float]]:
     """Per metric: the paired comparison on the rows where both have a value (log scale
     for geometric metrics; their baseline mean is reported back on the metric's scale),
-    given the bootstrap means of the differences (``draws``: resamples × metrics)."""
-    both = ~np.isnan(own) & ~np.isnan(other)
-    diffs = np.where(both, own - other, np.nan)
-    pairs = both.sum(axis=0)
-    with np.errstate(invalid="ignore"):
-        observed = np.nanmean(diffs, axis=0) if len(diffs) else np.full(own.shape[1], np.nan)
-        base = np.nanmean(np.where(both, other, np.nan), axis=0) if len(diffs) else observed
-        sd = np.nanstd(diffs, axis=0, ddof=1) if len(diffs) > 1 else np.full_like(observed, np.nan)
+    from the pairs' count, mean difference, baseline mean and standard deviation of the
+    differences, and the bootstrap means of the differences (``draws``: resamples ×
+    metrics)."""
     low, high = percentile_interval(draws, spec.level)
-    p = bootstrap_p_values(draws, observed) if len(diffs) else np.full_like(observed, np.nan)
+    p = bootstrap_p_values(draws, observed)
     alpha = 1 - spec.level
     out = []
-    for j in range(own.shape[1]):
+    for j in range(len(metric_names)):
         # a metric with no better direction (a token count) is described, not tested: it
         # has no verdict to give and would only widen the Benjamini-Hochberg family
         tested = pairs[j] >= min_pairs and METRICS[metric_names[j]].better != NEITHER
         baseline_mean = float(np.exp(base[j])) if geometric[j] else float(base[j])
         margin = margin_of(metric_names[j], baseline_mean, spec.relative_margin, spec.margin_floor)
+        sd_j = float(sd[j]) if pairs[j] > 1 else math.nan
         out.append({
             Slc.BASELINE_MEAN: baseline_mean, Slc.DIFF: float(observed[j]),
-            Slc.DIFF_CI_LOW: float(low[j]) if low.size else math.nan,
-            Slc.DIFF_CI_HIGH: float(high[j]) if high.size else math.nan,
+            Slc.DIFF_CI_LOW: float(low[j]), Slc.DIFF_CI_HIGH: float(high[j]),
             Slc.P_VALUE: float(p[j]) if tested else math.nan,
-            Slc.Q_VALUE: math.nan, Slc.MDE: mde(float(sd[j]), int(pairs[j]), alpha),
-            Slc.N_NEEDED: n_needed(float(sd[j]), margin, alpha),
+            Slc.Q_VALUE: math.nan, Slc.MDE: mde(sd_j, int(pairs[j]), alpha),
+            Slc.N_NEEDED: n_needed(sd_j, margin, alpha),
             Slc.VERDICT: None,
         })  # fmt: skip
     return out

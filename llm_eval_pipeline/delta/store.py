@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,14 @@ Partition = Mapping[str, PartitionValue]
 COMMIT_ATTEMPTS = 8
 COMMIT_PARTITION_KEY = "llm_eval.partition"
 """Commit metadata naming the partition a commit replaced (its predicate), on every write."""
+
+
+BATCH_ROWS = 65_536
+"""Rows per batch of :meth:`DeltaStore.batches` and of reads filtered by example id."""
+
+ONE_AT_A_TIME = {"use_threads": False, "batch_readahead": 0, "fragment_readahead": 0}
+"""Scanner options that read one batch at a time, in file order: pyarrow reads up to 16
+batches and 4 files ahead by default, which for a table with text is hundreds of MB."""
 
 
 class DeltaStoreError(UserError, RuntimeError):
@@ -365,12 +373,35 @@ class DeltaStore:
 
         wanted = pa.array(sorted(set(ids)), pa.string())
         where = filters_to_expression(filters) if filters else None
-        scanner = table.to_pyarrow_dataset().scanner(columns=columns, filter=where)
+        scanner = table.to_pyarrow_dataset().scanner(
+            columns=columns, filter=where, batch_size=BATCH_ROWS, **ONE_AT_A_TIME
+        )
         kept = [
             batch.filter(pc.is_in(batch.column(Col.EXAMPLE_ID), value_set=wanted))
             for batch in scanner.to_batches()
         ]
         return pa.Table.from_batches(kept, schema=scanner.projected_schema)
+
+    def batches(
+        self,
+        spec: TableSpec,
+        partition: Partition,
+        columns: Sequence[str],
+        rows: int = BATCH_ROWS,
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``partition`` (those of ``columns`` the table has) a batch at a time,
+        in the table's file order, the same on every read of one version: the memory of a
+        batch, however large the partition."""
+        if not self.exists(spec):
+            return iter(())
+        from deltalake import DeltaTable
+        from pyarrow.parquet import filters_to_expression
+
+        dataset = DeltaTable(str(self.path(spec))).to_pyarrow_dataset()
+        where = filters_to_expression([(c, "=", v) for c, v in partition.items()])
+        present = [c for c in columns if c in dataset.schema.names]
+        scanner = dataset.scanner(columns=present, filter=where, batch_size=rows, **ONE_AT_A_TIME)
+        return scanner.to_batches()
 
 
 FILE_ROWS = "num_records"

@@ -190,6 +190,22 @@ def ranking_metric(table: pd.DataFrame) -> str | None:
     )
 
 
+def _candidates(table: pd.DataFrame, by: str | None, n: int) -> np.ndarray:
+    """Positions of the rows that can be among the ``n`` worst by ``by``: those at or
+    below the ``n``-th value (ties included), and the rows without a value when fewer
+    than ``n`` have one; every row when there is no ranking metric. Sorting these alone
+    gives the same first ``n`` as sorting the whole partition."""
+    if by is None:
+        return np.arange(len(table))
+    values = pd.to_numeric(table[by], errors="coerce").to_numpy("float64", na_value=np.nan)
+    key = values if METRICS[by].better == HIGHER else -values
+    valued = np.flatnonzero(~np.isnan(key))
+    if len(valued) <= n:
+        return np.arange(len(table))
+    cut = np.partition(key[valued], n - 1)[n - 1]
+    return valued[key[valued] <= cut]
+
+
 def worst_examples(table: pd.DataFrame, n: int = WORST_N) -> pd.DataFrame:
     """The ``n`` worst examples of one day×model's example table (``example_table``):
     ranked by :func:`ranking_metric`, lowest first where higher is better and highest
@@ -197,13 +213,12 @@ def worst_examples(table: pd.DataFrame, n: int = WORST_N) -> pd.DataFrame:
     Columns: :data:`EXAMPLE_COLUMNS`, then the :data:`TREND_METRICS` with a value."""
     if table.empty:
         return pd.DataFrame(columns=list(EXAMPLE_COLUMNS))
-    frame = table.copy()
+    metrics = [m for m in TREND_METRICS if m in table and _has_number(table[m])]
+    by = ranking_metric(table)
+    frame = table.iloc[_candidates(table, by, n)].copy()
     if REFERENCE not in frame and Col.REFERENCES in frame:
         frame[REFERENCE] = frame[Col.REFERENCES].map(_first_reference)
-    metrics = [m for m in TREND_METRICS if m in frame]
     frame = _numeric(frame, metrics)
-    metrics = [m for m in metrics if frame[m].notna().any()]
-    by = ranking_metric(frame)
     frame[RANKED_BY] = by
     if by is None:
         frame = frame.sort_values(Col.EXAMPLE_ID, kind="stable")

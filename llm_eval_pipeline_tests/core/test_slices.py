@@ -103,8 +103,7 @@ def _examples(n: int = 60) -> pd.DataFrame:
 
 def test_slices_name_their_members() -> None:
     examples = _examples()
-    members = slice_members(examples, ["task", "source"], earlier_ids={"e0", "e1"})
-    sizes = {key: len(rows) for key, rows in members.items()}
+    sizes = slice_members(examples, ["task", "source"], earlier_ids={"e0", "e1"}).sizes()
     assert sizes[(ALL, ALL)] == 60 and sizes[("task", "qa")] == 60
     assert sizes[("source", "alpha")] == 30 and sizes[("source", "beta")] == 29
     assert sizes[("source", MISSING)] == 1

@@ -340,7 +340,7 @@ def test_enough_examples_warns_when_the_day_could_not_show_the_margin(home: Sett
         candidate, baseline, slice_members(examples, [], set()), ids, ["answer_correctness"], spec
     )
     metrics = build_resources(home)["metrics"]
-    done = SlicedPartition(table, 0, "base", candidate, baseline)
+    done = SlicedPartition(table, 0, "base")
     check = enough_examples_check(done, metrics)
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert check.description.startswith("too few examples to see a regression")

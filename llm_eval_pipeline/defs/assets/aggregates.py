@@ -3,7 +3,6 @@ checks (the comparison with the baseline is ``metric_slices``')."""
 
 import math
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -15,7 +14,6 @@ from dagster import (
     asset,
 )
 
-from llm_eval_pipeline.core.aggregate import out_of_range
 from llm_eval_pipeline.core.drift import ChangeSplit
 from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.schema import (
@@ -98,9 +96,7 @@ def metric_aggregates(
     day_table = store.read_arrow(METRIC_AGGREGATES, {Col.EVAL_DATE: day}).to_pandas()
     context.log.info(f"{model_id} on {day}: {len(done.table)} metrics aggregated")
     means = done.means
-    previous, changes = change_since_previous_day(
-        store, day, model_id, done.scored, metrics.regression.metrics
-    )
+    previous, changes = change_since_previous_day(store, day, model_id, metrics.regression.metrics)
     return MaterializeResult(
         metadata={
             **{name: MetadataValue.float(value) for name, value in means.items()},
@@ -117,14 +113,14 @@ def metric_aggregates(
                     Leaderboard.of(day_table, HEADLINE_METRICS, baseline.name if baseline else None)
                 )
             ),
-            "rows": int(len(done.generated)),
+            "rows": done.rows,
             "metric_config_hash": ",".join(done.config_hashes),
             "delta_version": done.version,
             "delta_table": MetadataValue.path(str(store.path(METRIC_AGGREGATES))),
             "dagster/row_count": len(done.table),
         },
         check_results=[
-            range_check(done.scored),
+            range_check(done.out_of_range),
             error_rate_check(means.get("error_rate", 0.0), models.warn_error_rate),
         ],
     )
@@ -144,8 +140,9 @@ def _change_markdown(changes: dict[str, ChangeSplit]) -> str:
     return "\n".join(lines)
 
 
-def range_check(scored: pd.DataFrame) -> AssetCheckResult:
-    bad = out_of_range(scored)
+def range_check(bad: dict[str, int]) -> AssetCheckResult:
+    """Fails when any per-example metric lies outside its valid range (``bad``: how many
+    values of each metric, ``core.aggregate.out_of_range``)."""
     return AssetCheckResult(
         check_name=RANGE_CHECK,
         passed=not bad,

@@ -2,7 +2,9 @@
 compared with the baseline on the same examples (``core.slices``), and the checks that
 read it: ``no_regression_vs_baseline`` and ``enough_examples``."""
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -22,6 +24,7 @@ from llm_eval_pipeline.core.schema import (
     LOWER_IS_BETTER,
     METRIC_SLICES,
     Agg,
+    Col,
     Slc,
 )
 from llm_eval_pipeline.core.slices import ALL, power_shortfalls, regressions, slice_name
@@ -30,7 +33,12 @@ from llm_eval_pipeline.defs.automation import after_upstream_updates
 from llm_eval_pipeline.defs.metadata import OWNERS, column_schema
 from llm_eval_pipeline.defs.partitions import day_model_partitions
 from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource, ModelsResource
-from llm_eval_pipeline.stages import SlicedPartition, StageError, slice_day_model
+from llm_eval_pipeline.stages import (
+    SlicedPartition,
+    StageError,
+    baseline_column,
+    slice_day_model,
+)
 
 GROUP = "reporting"
 SHOWN_VERDICTS = (Verdict.REGRESSION, Verdict.IMPROVEMENT)
@@ -278,12 +286,18 @@ def _by_slice(rows: pd.DataFrame, shown: int = 6) -> str:
 
 def _worst(done: SlicedPartition, metric: str) -> dict[str, float]:
     """The examples where the candidate lost most against the baseline on ``metric``."""
-    assert done.reference is not None
-    if metric not in done.scored or metric not in done.reference:
+    paired = done.paired
+    assert paired is not None
+    if metric not in paired.column_names:
         return {}
-    change = (done.scored[metric] - done.reference[metric]).dropna()
-    worst = change.sort_values(ascending=metric not in LOWER_IS_BETTER)
-    return {str(k): round(float(v), 4) for k, v in worst.head(WORST_EXAMPLES).items()}
+    own = paired.column(metric).to_numpy(zero_copy_only=False).astype("float64")
+    other = paired.column(baseline_column(metric)).to_numpy(zero_copy_only=False)
+    change = own - other.astype("float64")
+    valid = np.flatnonzero(~np.isnan(change))
+    losses = -change[valid] if metric in LOWER_IS_BETTER else change[valid]
+    worst = valid[np.argsort(losses, kind="stable")][:WORST_EXAMPLES]
+    ids = paired.column(Col.EXAMPLE_ID).take(pa.array(worst)).to_pylist() if len(worst) else []
+    return {str(i): round(float(change[j]), 4) for i, j in zip(ids, worst, strict=True)}
 
 
 def _markdown(rows: pd.DataFrame) -> str:

@@ -29,9 +29,14 @@ from llm_eval_pipeline.defs.resources import (
     ModelsResource,
     TrackingResource,
 )
-from llm_eval_pipeline.stages import StageError, example_metrics, example_table, log_day_model
+from llm_eval_pipeline.stages import StageError, example_metrics_frame, example_table, log_day_model
 from llm_eval_pipeline.tracking.dashboard import render_dashboard
-from llm_eval_pipeline.tracking.dashboard_data import WORST_N, DashboardData, digest_examples
+from llm_eval_pipeline.tracking.dashboard_data import (
+    TREND_METRICS,
+    WORST_N,
+    DashboardData,
+    digest_examples,
+)
 from llm_eval_pipeline.tracking.mlflow_runs import (
     TrackingUnavailable,
     log_dashboard,
@@ -157,7 +162,7 @@ def eval_dashboard(
     # metrics of every example, then the text of each day×model's worst ones only
     worst, outcomes = digest_examples(
         partitions,
-        lambda day, model: example_metrics(store, day, model),
+        lambda day, model: example_metrics_frame(store, day, model, TREND_METRICS),
         baseline,
         rows_of=lambda day, model, ids: example_table(store, day, model, ids=ids),
     )
