@@ -508,15 +508,26 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--whole-run", action="store_true",
-        help="time whole `llm-eval run`s (precomputed model, ROUGE) instead of the stages",
+        help="time whole `llm-eval run`s (precomputed model, ROUGE) instead of the stages, "
+        "and write B9r into RESULTS.md (not with --quick)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.child is not None:
         child(args.child, args.compare)
         return
     if args.whole_run:
+        from benchmarks.run_all import RESULTS, merge_later
+
         with tempfile.TemporaryDirectory(prefix="llm_eval_b9r_") as folder:
-            measure_whole_runs(QUICK_SIZES if args.quick else SIZES, Path(folder)).print()
+            result = measure_whole_runs(QUICK_SIZES if args.quick else SIZES, Path(folder))
+        result.print()
+        if not args.quick:
+            when = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+            how = "`python -m benchmarks.scale --whole-run` ending at"
+            RESULTS.write_text(
+                merge_later(RESULTS.read_text(encoding="utf-8"), [result], how, when)
+            )
+            print(f"Wrote B9r into {RESULTS} (Measured since)")
         return
     if args.report:
         from benchmarks.run_all import RESULTS, merge_later

@@ -8,14 +8,18 @@ time the chain without Dagster. Nothing here imports Dagster.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
+import functools
+import gc
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -24,11 +28,11 @@ import pyarrow.compute as pc
 
 from llm_eval_pipeline.core import drift, slices
 from llm_eval_pipeline.core.aggregate import (
-    ROW_BLOCK,
     Batches,
     BootstrapSums,
     aggregate_partition,
     out_of_range,
+    row_keys,
 )
 from llm_eval_pipeline.core.cost import Prices
 from llm_eval_pipeline.core.dataset import discover_sources, ingest
@@ -42,6 +46,7 @@ from llm_eval_pipeline.core.schema import (
     GENERATIONS,
     GEOMETRIC_METRICS,
     INPUT_DRIFT,
+    LOWER_IS_BETTER,
     METRIC_AGGREGATES,
     METRIC_CONFIG_HASH,
     METRIC_NOTES,
@@ -62,6 +67,7 @@ if TYPE_CHECKING:
     from llm_eval_pipeline.tracking.mlflow_runs import LoggedRun
 
 FIRST_ERRORS = 5
+_Stage = TypeVar("_Stage", bound=Callable[..., Any])
 
 
 class StageError(UserError):
@@ -74,6 +80,30 @@ class StageError(UserError):
 
 def _partition(day: dt.date, model_id: str) -> dict[str, object]:
     return {Col.EVAL_DATE: day, Col.MODEL_ID: model_id}
+
+
+def release_memory() -> None:
+    """Hand back to the system what Arrow's memory pool and the C heap hold but no longer
+    use. Both keep freed memory for reuse, so without this a long run (``llm-eval run``
+    executes every stage in one process) starts each stage from the peak of the ones
+    before it."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _releasing(stage: _Stage) -> _Stage:
+    """``stage``, then :func:`release_memory`, however it ends."""
+
+    @functools.wraps(stage)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return stage(*args, **kwargs)
+        finally:
+            release_memory()
+
+    return run  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- ingest
@@ -102,6 +132,7 @@ class IngestedDay:
         return self.rows_in == self.stored_valid + self.stored_quarantined
 
 
+@_releasing
 def ingest_day(
     store: DeltaStore,
     session: SparkSession,
@@ -484,7 +515,22 @@ def example_metrics_frame(
     frame = example_metrics(store, day, model_id, names).to_pandas(
         types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get
     )
-    return frame.assign(**{Col.EVAL_DATE: day, Col.MODEL_ID: model_id})
+    one = np.zeros(len(frame), dtype="int8")  # a byte a row, not an object reference
+    return frame.assign(**{
+        Col.EVAL_DATE: pd.Categorical.from_codes(one, [day]),
+        Col.MODEL_ID: pd.Categorical.from_codes(one, [model_id]),
+    })  # fmt: skip
+
+
+def ranking_columns(store: DeltaStore, day: dt.date, model_id: str, compared: bool) -> list[str]:
+    """The metric columns the dashboard reads of a day×model to rank its examples: the
+    ranking metric alone (``tracking.dashboard_data.ranking_metric``), or, when the day
+    has other models to count wins against, every metric with a direction."""
+    from llm_eval_pipeline.tracking.dashboard_data import DIRECTED_METRICS
+
+    partition = _partition(day, model_id)
+    directed = valued_columns(store, EXAMPLE_METRICS, partition, DIRECTED_METRICS)
+    return directed if compared else directed[:1]
 
 
 def _batches(
@@ -527,6 +573,7 @@ class NothingToAggregate(StageError):
     """The day×model has no scored examples yet."""
 
 
+@_releasing
 def aggregate_day_model(
     store: DeltaStore,
     day: dt.date,
@@ -552,7 +599,7 @@ def aggregate_day_model(
     config_hashes = sorted(hashes)
     # the metric groups not computed are left unread
     valued = valued_columns(store, EXAMPLE_METRICS, partition, ALL_METRIC_COLUMNS)
-    scored = _batches(store, EXAMPLE_METRICS, partition, valued)
+    scored = _batches(store, EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *valued])
     generated = _batches(store, GENERATIONS, partition)
     table = aggregate_partition(scored, generated, resamples, seed, prices, judge_prices)
     bad: dict[str, int] = {}
@@ -575,22 +622,34 @@ def aggregate_day_model(
 
 @dataclass(frozen=True)
 class SlicedPartition:
-    """A written ``metric_slices`` partition, with the per-example metrics it compared
-    (``paired``: example id, the candidate's metric columns and the baseline's, named
-    :func:`baseline_column`; None when not compared)."""
+    """A written ``metric_slices`` partition: its table, version, the baseline it was
+    compared with (None when not compared), and ``worst(metric, n)``: the ``n`` examples
+    where the candidate lost most against the baseline (re-read a batch at a time)."""
 
     table: pd.DataFrame
     version: int
     baseline: str | None
-    paired: pa.Table | None = None
     unmatched: int = 0
     """Scored rows whose example is no longer in the day's eval_examples (the day was
     ingested again after scoring): left out of every slice."""
+    worst: Callable[[str, int], dict[str, float]] | None = None
 
 
-def baseline_column(metric: str) -> str:
-    """The name of the baseline's ``metric`` in :attr:`SlicedPartition.paired`."""
-    return f"baseline.{metric}"
+KEY = "__key"
+"""A row's 64-bit key (``core.aggregate.row_keys`` of its example id) in the slices'
+working tables: rows are matched by key, so no id text is held per row."""
+
+
+def _keys(batch: pa.RecordBatch) -> np.ndarray:
+    return row_keys(batch.column(Col.EXAMPLE_ID).to_numpy(zero_copy_only=False))
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``keys``' position in ``sorted_keys``, and whether it is there."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype="int64"), np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return at, sorted_keys[at] == keys
 
 
 def _encoded(column: pa.ChunkedArray | pa.Array) -> tuple[list[object], np.ndarray]:
@@ -605,9 +664,9 @@ def _encoded(column: pa.ChunkedArray | pa.Array) -> tuple[list[object], np.ndarr
 def _slice_fields(
     store: DeltaStore, day: dt.date, fields: Sequence[str]
 ) -> tuple[pa.Table, set[str]]:
-    """The day's examples as what slicing needs, read a batch at a time: the id, the
-    task, the prompt's length and each metadata field of ``fields`` (a column each); and
-    which of the fields some example carries."""
+    """The day's examples as what slicing needs, read a batch at a time and sorted by
+    :data:`KEY`: the key, the task, the prompt's length and each metadata field of
+    ``fields`` (a column each); and which of the fields some example carries."""
     carried: set[str] = set()
     parts = []
     columns = [Col.EXAMPLE_ID, Col.TASK, Col.PROMPT, Col.METADATA]
@@ -615,59 +674,75 @@ def _slice_fields(
         metadata = batch.column(Col.METADATA)
         carried |= {key for key in fields if pc.any(pc.equal(metadata.keys, key)).as_py()}
         part = {
-            Col.EXAMPLE_ID: batch.column(Col.EXAMPLE_ID),
+            KEY: pa.array(_keys(batch), pa.uint64()),
             Col.TASK: batch.column(Col.TASK),
             slices.PROMPT_CHARS: pc.utf8_length(batch.column(Col.PROMPT)),
         }
         part |= {key: pc.map_lookup(metadata, key, "first") for key in fields}
         parts.append(pa.table(part))
     if not parts:
-        empty = {Col.EXAMPLE_ID: pa.array([], pa.string()), Col.TASK: pa.array([], pa.string())}
-        empty[slices.PROMPT_CHARS] = pa.array([], pa.int32())
-        return pa.table(empty | {key: pa.array([], pa.string()) for key in fields}), carried
-    return pa.concat_tables(parts), carried
+        return pa.table({KEY: pa.array([], pa.uint64())}), carried
+    table = pa.concat_tables(parts)
+    table = table.take(pc.sort_indices(table.column(KEY)))
+    keys = table.column(KEY).to_numpy()
+    if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
+        raise StageError(
+            f"two example ids of {day} have the same 64-bit key (a hash collision or an id "
+            "ingested twice): the slices cannot tell their rows apart"
+        )
+    return table, carried
 
 
 def _slicing(
-    store: DeltaStore, day: dt.date, ids: pa.ChunkedArray, slice_by: Sequence[str]
-) -> tuple[slices.Slicing, np.ndarray]:
-    """The slices of the scored rows ``ids`` (``core.slices``, computed in Arrow: no
-    Python object per row), and which rows have an example in the day's eval_examples."""
-    fields = [key for key in slice_by if key != Col.TASK]
-    read, carried = _slice_fields(store, day, fields)
-    missing = [key for key in fields if key not in carried]
-    if missing:
-        raise ValueError(
-            f"slice_by names {missing[0]!r}, which no example has (task, or a metadata field)"
-        )
-    position = pc.index_in(ids, value_set=read.column(Col.EXAMPLE_ID).combine_chunks())
-    matched = pc.is_valid(position).to_numpy(zero_copy_only=False)
-    position = position.filter(pc.is_valid(position))
-    keys = {ALL_SLICE: ([ALL_SLICE], np.zeros(len(position), dtype="int32"))}
+    store: DeltaStore, day: dt.date, examples: pa.Table, scored: np.ndarray, slice_by: Sequence[str]
+) -> slices.Slicing:
+    """The slices of the day's ``examples`` (:func:`_slice_fields`; ``scored``: which of
+    them the model has metrics for, whose prompt lengths set the terciles)."""
+    keys = examples.column(KEY).to_numpy()
+    encoded = {ALL_SLICE: ([ALL_SLICE], np.zeros(len(keys), dtype="int32"))}
     for key in slice_by:
-        keys[key] = _encoded(pc.take(read.column(key), position))
-    lengths = pc.take(read.column(slices.PROMPT_CHARS), position)
-    terciles = slices.length_terciles(lengths.to_numpy(zero_copy_only=False))
-    keys[slices.PROMPT_LENGTH] = (list(slices.LENGTH_TERCILES), terciles)
-    earlier = store.read_arrow(EVAL_EXAMPLES, columns=[Col.EXAMPLE_ID], before=day)
-    recurring = pc.is_in(
-        ids.filter(pa.array(matched)), value_set=pc.unique(earlier.column(Col.EXAMPLE_ID))
-    )
-    keys[slices.RECURRING] = (["new", slices.RECURRING], recurring.to_numpy(zero_copy_only=False))
-    return slices.Slicing.encoded(keys), matched
+        encoded[key] = _encoded(examples.column(key))
+    lengths = examples.column(slices.PROMPT_CHARS).to_numpy(zero_copy_only=False)
+    cuts = np.quantile(lengths[scored], [1 / 3, 2 / 3]) if scored.any() else np.zeros(2)
+    terciles = np.searchsorted(cuts, lengths, side="left")
+    encoded[slices.PROMPT_LENGTH] = (list(slices.LENGTH_TERCILES), terciles)
+    recurring = np.zeros(len(keys), dtype="int32")
+    for batch in store.batches(EVAL_EXAMPLES, {}, [Col.EXAMPLE_ID], before=day):
+        at, found = _lookup(keys, _keys(batch))
+        recurring[at[found]] = 1
+    encoded[slices.RECURRING] = (["new", slices.RECURRING], recurring)
+    return slices.Slicing.encoded(encoded)
 
 
 ALL_SLICE = slices.ALL
-SLICE_BATCH_ROWS = 16 * ROW_BLOCK
-"""Rows counted into the slices' bootstrap at a time."""
 
 
-def _floats(table: pa.Table, names: Sequence[str], start: int, stop: int) -> np.ndarray:
-    return np.column_stack(
-        [table.column(n).slice(start, stop - start).to_numpy(zero_copy_only=False) for n in names]
-    ).astype("float64") if names else np.empty((stop - start, 0))  # fmt: skip
+def _metric_rows(
+    store: DeltaStore, day: dt.date, model_id: str, metrics: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A day×model's ``metrics`` (rows × metrics, NaN where missing) and row keys, sorted
+    by key, read a batch at a time."""
+    keys, values = [np.empty(0, dtype=np.uint64)], [np.empty((0, len(metrics)))]
+    for batch in store.batches(
+        EXAMPLE_METRICS, _partition(day, model_id), [Col.EXAMPLE_ID, *metrics]
+    ):
+        keys.append(_keys(batch))
+        values.append(_batch_floats(batch, metrics))
+    keys_, values_ = np.concatenate(keys), np.vstack(values)
+    order = np.argsort(keys_, kind="stable")
+    return keys_[order], values_[order]
 
 
+def _batch_floats(batch: pa.RecordBatch, names: Sequence[str]) -> np.ndarray:
+    """Rows × ``names`` as float64, NaN where missing (a column the batch lacks too)."""
+    return np.column_stack([
+        batch.column(n).to_numpy(zero_copy_only=False).astype("float64")
+        if n in batch.schema.names else np.full(batch.num_rows, np.nan)
+        for n in names
+    ]) if names else np.empty((batch.num_rows, 0))  # fmt: skip
+
+
+@_releasing
 def slice_day_model(
     store: DeltaStore,
     day: dt.date,
@@ -685,35 +760,45 @@ def slice_day_model(
     ``baseline``'s on the same examples (``core.slices``), replacing its partition of
     ``metric_slices``. Without the baseline's metrics for the day, no comparison.
 
-    The rows are held as Arrow and numbers only (ids, metrics, one slice index per key)
-    and counted into the bootstrap a batch at a time."""
+    The scored rows stream past a batch at a time and are matched to their examples
+    and the baseline's rows by key: what is held per row is the day's slice values (a
+    few bytes per example) and, when compared, the baseline's metrics."""
     partition = _partition(day, model_id)
-    scored = example_metrics(store, day, model_id)
-    if not scored.num_rows:
+    metrics = valued_columns(store, EXAMPLE_METRICS, partition, ALL_METRIC_COLUMNS)
+    fields = [key for key in slice_by if key != Col.TASK]
+    examples, carried = _slice_fields(store, day, fields)
+    missing = [key for key in fields if key not in carried]
+    if missing:
+        raise ValueError(
+            f"slice_by names {missing[0]!r}, which no example has (task, or a metadata field)"
+        )
+    example_keys = examples.column(KEY).to_numpy()
+    scored = np.zeros(len(example_keys), dtype=bool)
+    rows = unmatched = 0
+    for batch in store.batches(EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID]):
+        at, found = _lookup(example_keys, _keys(batch))
+        scored[at[found]] = True
+        rows, unmatched = rows + batch.num_rows, unmatched + int((~found).sum())
+    if not rows:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize example_metrics first"
         )
-    # in example id order, so that every row's bootstrap counts are the same on a re-run
-    # whatever the files' layout
-    order = pc.sort_indices(scored.column(Col.EXAMPLE_ID))
-    ids = pc.take(scored.column(Col.EXAMPLE_ID), order)
-    slicing, matched = _slicing(store, day, ids, slice_by)
-    unmatched = int((~matched).sum())
-    order, ids = order.filter(pa.array(matched)), ids.filter(pa.array(matched))
-    metrics = [m for m in ALL_METRIC_COLUMNS if m in scored.column_names]
-    paired = None
-    if baseline is not None:
-        reference = example_metrics(store, day, baseline)
-        if reference.num_rows:
-            at = pc.index_in(ids, value_set=reference.column(Col.EXAMPLE_ID))
-            paired = pa.table({Col.EXAMPLE_ID: ids})
-            for m in metrics:
-                paired = paired.append_column(m, pc.take(scored.column(m), order))
-                other = reference.column(m) if m in reference.column_names else None
-                values = (
-                    pc.take(other, at) if other is not None else pa.nulls(len(at), pa.float64())
-                )
-                paired = paired.append_column(baseline_column(m), values)
+    slicing = _slicing(store, day, examples, scored, slice_by)
+    reference = _metric_rows(store, day, baseline, metrics) if baseline is not None else None
+    if reference is not None and not len(reference[0]):
+        reference = None
+    geometric = slices.geometric_of(metrics)
+    sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), resamples, seed)
+    for batch in store.batches(EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *metrics]):
+        keys = _keys(batch)
+        at, found = _lookup(example_keys, keys)
+        keys, at = keys[found], at[found]
+        own = _batch_floats(batch, metrics)[found]
+        other = None
+        if reference is not None:
+            where, paired = _lookup(reference[0], keys)
+            other = np.where(paired[:, None], reference[1][where], np.nan)
+        sums.add(slices.slice_values(own, other, geometric), slicing.groupings(at), keys)
     spec = slices.SliceSpec(
         min_slice_size=min_slice_size,
         relative_margin=relative_margin,
@@ -721,27 +806,34 @@ def slice_day_model(
         seed=seed,
         margin_floor=margin_floor,
     )
-    geometric = slices.geometric_of(metrics)
-    sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), resamples, seed)
-    for start in range(0, len(order), SLICE_BATCH_ROWS):
-        stop = min(len(order), start + SLICE_BATCH_ROWS)
-        rows = order[start:stop]
-        own = np.column_stack(
-            [pc.take(scored.column(m), rows).to_numpy(zero_copy_only=False) for m in metrics]
-        ) if metrics else np.empty((stop - start, 0))  # fmt: skip
-        other = (
-            _floats(paired, [baseline_column(m) for m in metrics], start, stop)
-            if paired is not None
-            else None
-        )
-        sums.add(slices.slice_values(own, other, geometric), slicing.groupings(start, stop))
-    table = slices.slice_table(sums, slicing, metrics, spec, compared=paired is not None)
+    table = slices.slice_table(sums, slicing, metrics, spec, compared=reference is not None)
     table[Col.EVAL_DATE] = day
     table[Col.MODEL_ID] = model_id
     arrow = pa.Table.from_pandas(table, schema=METRIC_SLICES.schema, preserve_index=False)
     version = store.write_partition(METRIC_SLICES, arrow, partition)
-    compared = baseline if paired is not None else None
-    return SlicedPartition(table, version, compared, paired, unmatched)
+    if reference is None:
+        return SlicedPartition(table, version, None, unmatched)
+
+    def worst(metric: str, n: int) -> dict[str, float]:
+        """The ``n`` examples where the candidate lost most on ``metric``."""
+        base_keys, base = _metric_rows(store, day, str(baseline), [metric])
+        lower = metric in LOWER_IS_BETTER
+        found_ids: list[str] = []
+        found_changes: list[float] = []
+        for batch in store.batches(EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, metric]):
+            where, paired = _lookup(base_keys, _keys(batch))
+            change = np.where(paired, _batch_floats(batch, [metric])[:, 0] - base[where, 0], np.nan)
+            valid = np.flatnonzero(~np.isnan(change))
+            losses = -change[valid] if lower else change[valid]
+            kept = valid[np.argsort(losses, kind="stable")[:n]]
+            found_ids += batch.column(Col.EXAMPLE_ID).take(pa.array(kept, pa.int64())).to_pylist()
+            found_changes += change[kept].tolist()
+        order = np.argsort(
+            [-c if lower else c for c in found_changes], kind="stable"
+        )[:n]  # fmt: skip
+        return {found_ids[i]: round(found_changes[i], 4) for i in order}
+
+    return SlicedPartition(table, version, baseline, unmatched, worst)
 
 
 # ---------------------------------------------------------------- drift
@@ -771,6 +863,7 @@ class DriftedDay:
     version: int
 
 
+@_releasing
 def drift_day(
     store: DeltaStore,
     day: dt.date,
@@ -875,14 +968,29 @@ its input dataset): a larger partition logs a seeded sample of this many, and sa
 the run's tags; every row stays in ``example_metrics``."""
 
 
-def sampled_ids(ids: Sequence[str], n: int, seed: str) -> list[str] | None:
-    """``n`` of ``ids``, the same ones for the same ``seed`` (a day×model), sorted; None
-    when there are ``n`` or fewer (take them all)."""
-    if len(ids) <= n:
-        return None
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big"))
-    ordered = sorted(ids)
-    return [ordered[i] for i in sorted(rng.choice(len(ordered), n, replace=False))]
+def sampled_ids(
+    batches: Iterable[Sequence[str] | np.ndarray], n: int, seed: str
+) -> tuple[list[str] | None, int]:
+    """``n`` of the ids that ``batches`` yield, the same ones for the same ``seed`` (a
+    day×model) whatever their order, sorted, and how many ids there were; None when
+    there are ``n`` or fewer (take them all). The sample is the ``n`` ids of smallest
+    seeded hash (a bottom-k sample, uniform without replacement), kept as the batches
+    stream past: memory of ``n`` ids, not of the partition."""
+    key = hashlib.sha256(seed.encode()).hexdigest()[:16]
+    kept_hashes, kept_ids = np.empty(0, dtype=np.uint64), np.empty(0, dtype=object)
+    total = 0
+    for batch in batches:
+        ids = np.asarray(batch, dtype=object)
+        total += len(ids)
+        hashes = np.concatenate(
+            [kept_hashes, pd.util.hash_array(ids, hash_key=key, categorize=False)]
+        )
+        ids = np.concatenate([kept_ids, ids])
+        if len(hashes) > n:
+            smallest = np.argpartition(hashes, n - 1)[:n]
+            hashes, ids = hashes[smallest], ids[smallest]
+        kept_hashes, kept_ids = hashes, ids
+    return (sorted(kept_ids.tolist()) if total > n else None), total
 
 
 def example_table(
@@ -939,6 +1047,7 @@ EVAL_INPUT_COLUMNS = (
 )
 
 
+@_releasing
 def log_day_model(
     store: DeltaStore,
     spec: ModelSpec,
@@ -960,12 +1069,19 @@ def log_day_model(
     aggregates = store.read_arrow(METRIC_AGGREGATES, _partition(day, spec.name)).to_pandas()
     if aggregates.empty:
         raise StageError(f"no metric_aggregates for {spec.name} on {day} yet")
-    scored_ids = store.read_arrow(EXAMPLE_METRICS, _partition(day, spec.name), [Col.EXAMPLE_ID])
-    every_id = scored_ids.column(Col.EXAMPLE_ID).to_pylist()
-    sample = sampled_ids(every_id, MLFLOW_EXAMPLE_ROWS, f"{day}|{spec.name}")
+    sample, scored = sampled_ids(
+        (
+            batch.column(Col.EXAMPLE_ID).to_numpy(zero_copy_only=False)
+            for batch in store.batches(
+                EXAMPLE_METRICS, _partition(day, spec.name), [Col.EXAMPLE_ID]
+            )
+        ),
+        MLFLOW_EXAMPLE_ROWS,
+        f"{day}|{spec.name}",
+    )
     examples = example_table(store, day, spec.name, ids=sample)
     if sample is not None:
-        tags = {**tags, "llm_eval.examples_logged": f"{len(sample)} of {len(every_id)} (sample)"}
+        tags = {**tags, "llm_eval.examples_logged": f"{len(sample)} of {scored} (sample)"}
     sliced = store.read_arrow(METRIC_SLICES, _partition(day, spec.name)).to_pandas()
     dataset = "+".join(sorted(set(examples[Col.DATASET]))) or "empty"
     first = aggregates.iloc[0]

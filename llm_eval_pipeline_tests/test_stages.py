@@ -4,6 +4,7 @@ the whole chain runs without Dagster, and a stage that cannot complete says why.
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -11,6 +12,7 @@ from llm_eval_pipeline import stages
 from llm_eval_pipeline.core.metrics.config import MetricConfig
 from llm_eval_pipeline.core.models import parse_spec
 from llm_eval_pipeline.core.schema import EXAMPLE_METRICS, GENERATIONS, Agg, Col
+from llm_eval_pipeline.core.slices import SLICE_COLUMNS, SliceSpec, metric_slices, slice_members
 from llm_eval_pipeline.delta.store import DeltaStore
 from llm_eval_pipeline.settings import Settings
 from llm_eval_pipeline_tests.conftest import write_jsonl
@@ -48,6 +50,26 @@ def test_the_chain_without_dagster(
     assert scored.nulls["exact_match"] == 0 and scored.nulls["judge_correctness"] == 6
     aggregated = stages.aggregate_day_model(store, DAY, "logged", resamples=50, seed=0)
     assert aggregated.means["exact_match"] == 1.0
+
+    # the slices stream the rows and match them by key; on the same rows they equal the
+    # in-memory computation of core.slices (up to float32 sums)
+    spec_ = SliceSpec(
+        min_slice_size=2, relative_margin=0.02, resamples=50, seed=0, margin_floor=0.01
+    )
+    sliced = stages.slice_day_model(
+        store, DAY, "logged", baseline="logged", slice_by=["task"], min_slice_size=2,
+        relative_margin=0.02, resamples=50, seed=0, margin_floor=0.01,
+    )  # fmt: skip
+    examples = stages.day_examples(store, DAY)
+    own = store.read_arrow(EXAMPLE_METRICS, {Col.EVAL_DATE: DAY, Col.MODEL_ID: "logged"})
+    own = own.to_pandas().set_index(Col.EXAMPLE_ID)
+    names = list(dict.fromkeys(sliced.table[Agg.METRIC]))
+    members = slice_members(examples, ["task"], set())
+    expected = metric_slices(own, own, members, list(examples[Col.EXAMPLE_ID]), names, spec_)
+    pd.testing.assert_frame_equal(
+        sliced.table[list(SLICE_COLUMNS)], expected, check_exact=False, rtol=1e-6
+    )
+    assert sliced.worst is not None and len(sliced.worst("exact_match", 3)) == 3
     assert set(aggregated.table[Agg.METRIC]) >= {"rougeL", "answer_correctness", "error_rate"}
     first = stages.log_day_model(store, spec, config, DAY, tracking_uri=home.mlflow_tracking_uri,
                                  tags={"origin": "test"})  # fmt: skip
@@ -61,10 +83,12 @@ def test_the_chain_without_dagster(
 
     # a partition larger than MLflow's share logs a seeded sample, the same on a re-run
     ids = sorted(store.read_arrow(EXAMPLE_METRICS, partition).column(Col.EXAMPLE_ID).to_pylist())
-    sample = stages.sampled_ids(ids, 4, f"{DAY}|logged")
-    assert sample is not None and len(sample) == 4 and set(sample) <= set(ids)
-    assert sample == stages.sampled_ids(list(reversed(ids)), 4, f"{DAY}|logged")
-    assert stages.sampled_ids(ids, 6, "any") is None
+    sample, total = stages.sampled_ids([ids], 4, f"{DAY}|logged")
+    assert sample is not None and len(sample) == 4 and set(sample) <= set(ids) and total == 6
+    in_batches = [ids[5:], ids[2:5][::-1], ids[:2]]
+    assert stages.sampled_ids(in_batches, 4, f"{DAY}|logged") == (sample, 6)
+    assert stages.sampled_ids([ids], 4, "another day") != (sample, 6)
+    assert stages.sampled_ids([ids], 6, "any") == (None, 6)
     table = stages.example_table(store, DAY, "logged", ids=sample)
     assert sorted(table[Col.EXAMPLE_ID]) == sample and table[Col.PROMPT].notna().all()
     monkeypatch.setattr(stages, "MLFLOW_EXAMPLE_ROWS", 4)

@@ -5,7 +5,6 @@ effect. Renderers and checks use these; none recomputes them."""
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -26,10 +25,8 @@ from llm_eval_pipeline.core.schema import (
 )
 
 ROW_BLOCK = 4096
-"""Rows whose bootstrap counts are drawn together: each block of rows has its own seeded
-stream, so the counts of a row depend on the seed and its position, not on how its rows
-were batched, and a block of 1,000 resamples is 16 MB of counts whatever the partition's
-size."""
+"""Rows counted at a time: 1,000 resamples of a block are 16 MB of counts, whatever the
+partition's size."""
 
 
 def _poisson_one_table() -> np.ndarray:
@@ -38,65 +35,81 @@ def _poisson_one_table() -> np.ndarray:
 
 
 _POISSON_ONE = _poisson_one_table()
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def poisson_counts(rng: np.random.Generator, resamples: int, n: int) -> np.ndarray:
-    """How often each of ``n`` rows appears in each of ``resamples`` bootstrap resamples
-    (resamples × n, float32), by the Poisson bootstrap: every count is Poisson(1),
-    independently (Hanley & MacGibbon 2006, "Creating non-parametric bootstrap samples
-    using Poisson frequencies"; Chamandy et al. 2012, "Estimating uncertainty for massive
-    data streams"). It approximates the multinomial resampling of Efron's bootstrap, and
-    unlike it, the counts of any subset of the rows are themselves a Poisson bootstrap of
-    that subset, and rows can be counted as they stream past: one pass serves a partition,
-    every slice of it and every metric.
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014), in place on uint64."""
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
 
-    Drawn by the inverse CDF of Poisson(1) on 16-bit uniforms (each probability within
-    2^-16 of the exact one; counts above 8, probability 1e-6, are not drawn): about ten
-    times faster than numpy's Poisson sampler, which dominated a million-row bootstrap."""
-    uniforms = rng.integers(0, 65536, size=(resamples, n), dtype=np.uint16)
-    return _POISSON_ONE[uniforms].astype("float32")
+
+def row_keys(ids: Sequence[str] | np.ndarray) -> np.ndarray:
+    """A 64-bit key per row from its example id (pandas' ``hash_array``, SipHash with a
+    fixed key): the same id gets the same key on every run and machine."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
+def poisson_counts(keys: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """How often each row (by its 64-bit key, :func:`row_keys`) appears in each of
+    ``resamples`` bootstrap resamples (resamples × rows, float32), by the Poisson
+    bootstrap: every count is Poisson(1), independently (Hanley & MacGibbon 2006,
+    "Creating non-parametric bootstrap samples using Poisson frequencies"; Chamandy et al.
+    2012, "Estimating uncertainty for massive data streams"). It approximates the
+    multinomial resampling of Efron's bootstrap, and unlike it, the counts of any subset
+    of the rows are themselves a Poisson bootstrap of that subset, so rows can be counted
+    as they stream past: one pass serves a partition, every slice of it and every metric.
+
+    A row's counts are a function of its key and the seed alone (a counter-based
+    generator, as in Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"):
+    each 16-bit lane of SplitMix64(stream_j XOR key), through the inverse CDF of
+    Poisson(1) (each probability within 2^-16 of the exact one; counts above 8,
+    probability 1e-6, are not drawn). Whatever order or batches the rows come in, or
+    whichever task counts them, the intervals are the same."""
+    lanes = -(-resamples // 4)
+    base = _splitmix(np.array([seed], dtype=np.uint64))[0]
+    streams = _splitmix(base + np.arange(1, lanes + 1, dtype=np.uint64) * _GOLDEN)
+    mixed = _splitmix(streams[:, None] ^ np.asarray(keys, dtype=np.uint64)[None, :])
+    sixteen = np.ascontiguousarray(mixed.T).view(np.uint16)[:, :resamples]
+    return _POISSON_ONE[sixteen.T].astype("float32")
 
 
 class BootstrapSums:
     """A streaming Poisson bootstrap of column means within groups of rows: rows arrive
     in batches (``add``), and what is kept is per group and column the exact count, sum
     and sum of squares of the non-NaN values, and per resample the count-weighted sum and
-    size. Memory is groups × resamples × columns, whatever the rows; two accumulators of
-    disjoint rows (``stream`` apart, e.g. one per Spark task) add up with ``merge``.
+    size. Memory is groups × resamples × columns, whatever the rows; accumulators of
+    disjoint rows add up with ``merge``. A row's counts come from its key
+    (:func:`poisson_counts`)."""
 
-    The counts of the ``i``-th row added are those of :func:`poisson_counts` for block
-    ``i // ROW_BLOCK`` of a generator seeded with ``(seed, stream, block)``."""
+    ARRAYS = ("count", "total", "squares", "sums", "sizes")
 
-    def __init__(
-        self, groups: int, columns: int, resamples: int, seed: int, stream: int = 0
-    ) -> None:
-        self.resamples, self.seed, self.stream = resamples, seed, stream
+    def __init__(self, groups: int, columns: int, resamples: int, seed: int) -> None:
+        self.resamples, self.seed = resamples, seed
         self.rows = 0
         self.count = np.zeros((groups, columns))
         self.total = np.zeros((groups, columns))
         self.squares = np.zeros((groups, columns))
         self.sums = np.zeros((groups, resamples, columns))
         self.sizes = np.zeros((groups, resamples, columns))
-        self._block: tuple[int, np.ndarray] | None = None
 
-    def _counts(self, start: int, stop: int) -> np.ndarray:
-        block = start // ROW_BLOCK
-        if self._block is None or self._block[0] != block:
-            rng = np.random.default_rng([self.seed, self.stream, block])
-            self._block = block, poisson_counts(rng, self.resamples, ROW_BLOCK)
-        offset = block * ROW_BLOCK
-        return self._block[1][:, start - offset : stop - offset]
-
-    def add(self, values: np.ndarray, groupings: Sequence[np.ndarray]) -> None:
+    def add(
+        self, values: np.ndarray, groupings: Sequence[np.ndarray], keys: np.ndarray | None = None
+    ) -> None:
         """Count ``values`` (rows × columns, NaN where a row has no value) into the groups:
         each of ``groupings`` gives every row its group (an index below ``groups``) or -1
-        for none of that grouping's groups."""
-        start = 0
-        while start < len(values):
-            stop = min(len(values), start + ROW_BLOCK - (self.rows + start) % ROW_BLOCK)
-            counts = self._counts(self.rows + start, self.rows + stop)
+        for none of that grouping's groups. ``keys``: each row's key (:func:`row_keys`);
+        without them, rows are keyed by the order they were added in."""
+        if keys is None:
+            keys = np.arange(self.rows, self.rows + len(values), dtype=np.uint64)
+        for start in range(0, len(values), ROW_BLOCK):
+            stop = min(len(values), start + ROW_BLOCK)
+            counts = poisson_counts(keys[start:stop], self.resamples, self.seed)
             self._add(values[start:stop], [g[start:stop] for g in groupings], counts)
-            start = stop
         self.rows += len(values)
 
     def _add(self, values: np.ndarray, groupings: list[np.ndarray], counts: np.ndarray) -> None:
@@ -124,7 +137,7 @@ class BootstrapSums:
                 self.squares[group] += (filled[rows] ** 2).sum(axis=0)
 
     def merge(self, other: BootstrapSums) -> None:
-        """Add the rows another accumulator counted (its own stream of counts)."""
+        """Add the rows another accumulator counted (rows of their own)."""
         for name in ("count", "total", "squares", "sums", "sizes"):
             getattr(self, name).__iadd__(getattr(other, name))
         self.rows += other.rows
@@ -145,24 +158,6 @@ class BootstrapSums:
         drew none of a group's values)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.sums / self.sizes
-
-    ARRAYS = ("count", "total", "squares", "sums", "sizes")
-
-    def to_bytes(self) -> bytes:
-        """The counted state, to send from a Spark task to the driver."""
-        out = io.BytesIO()
-        np.savez(out, rows=self.rows, **{name: getattr(self, name) for name in self.ARRAYS})
-        return out.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, seed: int, stream: int) -> BootstrapSums:
-        saved = np.load(io.BytesIO(data))
-        groups, resamples, columns = saved["sums"].shape
-        sums = cls(groups, columns, resamples, seed, stream)
-        sums.rows = int(saved["rows"])
-        for name in cls.ARRAYS:
-            setattr(sums, name, saved[name])
-        return sums
 
 
 def bootstrap_ci(
@@ -220,35 +215,36 @@ def _generation_values(batch: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def _summaries(
     batches: Batches,
-    columns: Sequence[str],
-    derive: Callable[[pd.DataFrame], dict[str, np.ndarray]],
     names: Sequence[str],
+    derive: Callable[[pd.DataFrame], dict[str, np.ndarray]],
+    needs: Sequence[str],
     resamples: int,
     seed: int,
 ) -> dict[str, dict[str, float]]:
-    """:data:`SUMMARY_FIELDS` of each of ``names`` that has a value, in two passes over
+    """The summary of each of ``names`` that has a value (``derive`` turns a batch of the
+    columns ``needs`` and ``names`` into each name's values), in two passes over
     ``batches``: one that counts every value into one :class:`BootstrapSums` (the
-    geometric metrics' logs), then one per metric for its percentiles, so that no more
-    than one column of the partition is in memory at a time."""
-    geometric = np.array([name in GEOMETRIC_METRICS for name in names])
+    geometric metrics' logs; rows keyed by example id), then one per metric for its
+    percentiles, so that no more than one column of the partition is in memory at a
+    time."""
+    geometric = np.array([name in GEOMETRIC_METRICS for name in names], dtype=bool)
     sums = BootstrapSums(1, len(names), resamples, seed)
-    for batch in batches(columns):
+    for batch in batches([Col.EXAMPLE_ID, *needs, *names]):
         derived = derive(batch)
         matrix = np.column_stack(
             [derived.get(name, np.full(len(batch), np.nan)) for name in names]
         ) if names else np.empty((len(batch), 0))  # fmt: skip
         with np.errstate(divide="ignore", invalid="ignore"):
             matrix[:, geometric] = np.log(matrix[:, geometric])
-        sums.add(matrix, [np.zeros(len(batch), dtype="int64")])
+        keys = row_keys(batch[Col.EXAMPLE_ID].to_numpy()) if Col.EXAMPLE_ID in batch else None
+        sums.add(matrix, [np.zeros(len(batch), dtype="int64")], keys)
     mean, std = sums.mean()[0], sums.std()[0]
-    low, high = percentile_interval(sums.draws()[0]) if sums.rows else ([math.nan] * 2,) * 2
+    low, high = percentile_interval(sums.draws()[0])
     out = {}
     for j, name in enumerate(names):
         if not sums.count[0, j]:
             continue
-        values = np.concatenate(
-            [derive(batch)[name] for batch in batches(columns)] or [np.empty(0)]
-        )
+        values = np.concatenate([derive(batch)[name] for batch in batches([*needs, name])])
         values = values[~np.isnan(values)]
         back = np.exp if geometric[j] else float
         p50, p90, p95 = np.quantile(values, [0.5, 0.9, 0.95])
@@ -325,12 +321,9 @@ def aggregate_partition(
     generations = (
         frame_batches(generations) if isinstance(generations, pd.DataFrame) else generations
     )
-    summaries = _summaries(
-        metrics, ALL_METRIC_COLUMNS, _metric_values, ALL_METRIC_COLUMNS, resamples, seed
-    )
-    generation_columns = [Col.ERROR, *OPERATIONAL[1:]]
+    summaries = _summaries(metrics, ALL_METRIC_COLUMNS, _metric_values, (), resamples, seed)
     summaries |= _summaries(
-        generations, generation_columns, _generation_values, OPERATIONAL, resamples, seed
+        generations, OPERATIONAL, _generation_values, (Col.ERROR,), resamples, seed
     )
     out = [{Agg.METRIC: name, **summary} for name, summary in summaries.items()]
     rows = int(summaries["error_rate"][Agg.COUNT]) if "error_rate" in summaries else 0
@@ -447,11 +440,12 @@ def bh_q_values(p_values: Sequence[float]) -> np.ndarray:
 
 
 def bootstrap_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``resamples`` Poisson-bootstrap means (:func:`poisson_counts`, drawn from ``rng``)
-    of each column of ``values`` (rows × columns, NaN where a row has no value): the
-    count-weighted means over each column's non-NaN rows. Resamples × columns; NaN for a
-    resample that drew none of a column's rows."""
-    counts = poisson_counts(rng, resamples, values.shape[0])
+    """``resamples`` Poisson-bootstrap means (:func:`poisson_counts`, the rows keyed at
+    random from ``rng``) of each column of ``values`` (rows × columns, NaN where a row has
+    no value): the count-weighted means over each column's non-NaN rows. Resamples ×
+    columns; NaN for a resample that drew none of a column's rows."""
+    keys = rng.integers(0, 2**63, size=values.shape[0], dtype=np.int64).astype(np.uint64)
+    counts = poisson_counts(keys, resamples, int(rng.integers(0, 2**32)))
     present = ~np.isnan(values)
     sums = counts @ np.where(present, values, 0.0).astype("float32")
     sizes = counts @ present.astype("float32")

@@ -52,6 +52,7 @@ from llm_eval_pipeline.core.aggregate import (
     mde,
     n_needed,
     percentile_interval,
+    row_keys,
     verdict,
 )
 from llm_eval_pipeline.core.metrics.registry import METRICS
@@ -121,11 +122,12 @@ class Slicing:
         """Every (slice key, value), in the order of their group indices."""
         return [(key, value) for key, values in self.values.items() for value in values]
 
-    def groupings(self, start: int, stop: int) -> list[np.ndarray]:
-        """Per key, the group index (into :meth:`slices`) of rows ``start:stop``."""
+    def groupings(self, rows: slice | np.ndarray) -> list[np.ndarray]:
+        """Per key, the group index (into :meth:`slices`) of ``rows`` (a slice or
+        positions)."""
         out, offset = [], 0
         for key, values in self.values.items():
-            out.append(self.codes[key][start:stop].astype("int64") + offset)
+            out.append(self.codes[key][rows].astype("int64") + offset)
             offset += len(values)
         return out
 
@@ -258,7 +260,7 @@ def metric_slices(
     own = _matrix(candidate, ids, metrics)
     other = _matrix(baseline, ids, metrics) if baseline is not None else None
     sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), spec.resamples, spec.seed)
-    sums.add(slice_values(own, other, geometric), slicing.groupings(0, len(ids)))
+    sums.add(slice_values(own, other, geometric), slicing.groupings(slice(None)), row_keys(ids))
     return slice_table(sums, slicing, metrics, spec, compared=baseline is not None)
 
 

@@ -388,17 +388,21 @@ class DeltaStore:
         partition: Partition,
         columns: Sequence[str],
         rows: int = BATCH_ROWS,
+        before: PartitionValue | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """The rows of ``partition`` (those of ``columns`` the table has) a batch at a time,
-        in the table's file order, the same on every read of one version: the memory of a
-        batch, however large the partition."""
+        """The rows of ``partition`` (or, with ``before``, of the days before it) a batch
+        at a time, those of ``columns`` the table has, in the table's file order, the same
+        on every read of one version: the memory of a batch, however large the table."""
         if not self.exists(spec):
             return iter(())
         from deltalake import DeltaTable
         from pyarrow.parquet import filters_to_expression
 
         dataset = DeltaTable(str(self.path(spec))).to_pyarrow_dataset()
-        where = filters_to_expression([(c, "=", v) for c, v in partition.items()])
+        filters = [(c, "=", v) for c, v in partition.items()]
+        if before is not None:
+            filters.append((spec.partition_by[0], "<", before))
+        where = filters_to_expression(filters) if filters else None
         present = [c for c in columns if c in dataset.schema.names]
         scanner = dataset.scanner(columns=present, filter=where, batch_size=rows, **ONE_AT_A_TIME)
         return scanner.to_batches()

@@ -15,15 +15,20 @@ so no text of it can close the element; the examples table is filled with
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from html import escape
+from importlib.metadata import version as package_version
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import altair as alt
-import vl_convert
 
 from llm_eval_pipeline.core.leaderboard import Leaderboard
 from llm_eval_pipeline.core.schema import Col
@@ -91,11 +96,42 @@ def script_hash(text: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
+_BUNDLE = (
+    "import sys, vl_convert; sys.stdout.write(vl_convert.javascript_bundle(vl_version=sys.argv[1]))"
+)
+
+
+def vl_convert_version() -> str:
+    return package_version("vl-convert-python")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm_eval_pipeline"
+
+
 @functools.cache
 def vega_bundle() -> str:
-    """Vega, Vega-Lite (the version Altair writes) and vega-embed in one script."""
+    """Vega, Vega-Lite (the version Altair writes) and vega-embed in one script.
+
+    ``vl_convert`` builds it in a JavaScript runtime that stays resident in the process
+    that starts it (about 140 MB), so a child process builds it once per vl-convert and
+    Vega-Lite version, into the user's cache folder; the dashboard reads it from there."""
     version = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]
-    bundle = vl_convert.javascript_bundle(vl_version=version)
+    cached = _cache_dir() / f"vega-{vl_convert_version()}-vl{version}.js"
+    if cached.exists():
+        bundle = cached.read_text(encoding="utf-8")
+    else:
+        bundle = subprocess.run(
+            [sys.executable, "-c", _BUNDLE, version],
+            capture_output=True, text=True, encoding="utf-8", check=True,
+        ).stdout  # fmt: skip
+        if not bundle:
+            raise RuntimeError(f"vl_convert wrote no Vega bundle for Vega-Lite {version}")
+        with contextlib.suppress(OSError):  # no cache folder: built again next time
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(bundle, encoding="utf-8")
+            os.replace(partial, cached)
     if "</script" in bundle.lower() or "<!--" in bundle:
         raise ValueError("the Vega bundle cannot be inlined: it holds </script or <!--")
     return bundle

@@ -203,7 +203,10 @@ def _candidates(table: pd.DataFrame, by: str | None, n: int) -> np.ndarray:
     if len(valued) <= n:
         return np.arange(len(table))
     cut = np.partition(key[valued], n - 1)[n - 1]
-    return valued[key[valued] <= cut]
+    below, tied = valued[key[valued] < cut], valued[key[valued] == cut]
+    # many rows can share the cut (a score of 0): of those, the smallest ids
+    first = table[Col.EXAMPLE_ID].iloc[tied].argsort(kind="stable").to_numpy()
+    return np.concatenate([below, tied[first[: n - len(below)]]])
 
 
 def worst_examples(table: pd.DataFrame, n: int = WORST_N) -> pd.DataFrame:

@@ -2,9 +2,7 @@
 compared with the baseline on the same examples (``core.slices``), and the checks that
 read it: ``no_regression_vs_baseline`` and ``enough_examples``."""
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -21,10 +19,8 @@ from llm_eval_pipeline.core.metrics.registry import METRICS
 from llm_eval_pipeline.core.schema import (
     EXAMPLE_METRICS,
     GEOMETRIC_METRICS,
-    LOWER_IS_BETTER,
     METRIC_SLICES,
     Agg,
-    Col,
     Slc,
 )
 from llm_eval_pipeline.core.slices import ALL, power_shortfalls, regressions, slice_name
@@ -36,7 +32,6 @@ from llm_eval_pipeline.defs.resources import DeltaStoreResource, MetricsResource
 from llm_eval_pipeline.stages import (
     SlicedPartition,
     StageError,
-    baseline_column,
     slice_day_model,
 )
 
@@ -286,18 +281,7 @@ def _by_slice(rows: pd.DataFrame, shown: int = 6) -> str:
 
 def _worst(done: SlicedPartition, metric: str) -> dict[str, float]:
     """The examples where the candidate lost most against the baseline on ``metric``."""
-    paired = done.paired
-    assert paired is not None
-    if metric not in paired.column_names:
-        return {}
-    own = paired.column(metric).to_numpy(zero_copy_only=False).astype("float64")
-    other = paired.column(baseline_column(metric)).to_numpy(zero_copy_only=False)
-    change = own - other.astype("float64")
-    valid = np.flatnonzero(~np.isnan(change))
-    losses = -change[valid] if metric in LOWER_IS_BETTER else change[valid]
-    worst = valid[np.argsort(losses, kind="stable")][:WORST_EXAMPLES]
-    ids = paired.column(Col.EXAMPLE_ID).take(pa.array(worst)).to_pylist() if len(worst) else []
-    return {str(i): round(float(change[j]), 4) for i, j in zip(ids, worst, strict=True)}
+    return done.worst(metric, WORST_EXAMPLES) if done.worst is not None else {}
 
 
 def _markdown(rows: pd.DataFrame) -> str:

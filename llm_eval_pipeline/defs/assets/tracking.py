@@ -29,10 +29,16 @@ from llm_eval_pipeline.defs.resources import (
     ModelsResource,
     TrackingResource,
 )
-from llm_eval_pipeline.stages import StageError, example_metrics_frame, example_table, log_day_model
+from llm_eval_pipeline.stages import (
+    StageError,
+    example_metrics_frame,
+    example_table,
+    log_day_model,
+    ranking_columns,
+    release_memory,
+)
 from llm_eval_pipeline.tracking.dashboard import render_dashboard
 from llm_eval_pipeline.tracking.dashboard_data import (
-    TREND_METRICS,
     WORST_N,
     DashboardData,
     digest_examples,
@@ -162,10 +168,16 @@ def eval_dashboard(
     # metrics of every example, then the text of each day×model's worst ones only
     worst, outcomes = digest_examples(
         partitions,
-        lambda day, model: example_metrics_frame(store, day, model, TREND_METRICS),
+        lambda day, model: example_metrics_frame(
+            store,
+            day,
+            model,
+            ranking_columns(store, day, model, compared=len(dict(partitions)[day]) > 1),
+        ),
         baseline,
         rows_of=lambda day, model, ids: example_table(store, day, model, ids=ids),
     )
+    release_memory()
     data = DashboardData(
         aggregates=aggregates,
         slices=store.read_arrow(METRIC_SLICES).to_pandas(),
