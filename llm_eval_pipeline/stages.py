@@ -29,7 +29,6 @@ import pyarrow.compute as pc
 from llm_eval_pipeline.core import drift, slices
 from llm_eval_pipeline.core.aggregate import (
     Batches,
-    BootstrapSums,
     aggregate_partition,
     out_of_range,
     row_keys,
@@ -788,7 +787,14 @@ def slice_day_model(
     if reference is not None and not len(reference[0]):
         reference = None
     geometric = slices.geometric_of(metrics)
-    sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), resamples, seed)
+    spec = slices.SliceSpec(
+        min_slice_size=min_slice_size,
+        relative_margin=relative_margin,
+        resamples=resamples,
+        seed=seed,
+        margin_floor=margin_floor,
+    )
+    sums = slices.slice_sums(slicing, len(metrics), spec)
     for batch in store.batches(EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *metrics]):
         keys = _keys(batch)
         at, found = _lookup(example_keys, keys)
@@ -799,13 +805,6 @@ def slice_day_model(
             where, paired = _lookup(reference[0], keys)
             other = np.where(paired[:, None], reference[1][where], np.nan)
         sums.add(slices.slice_values(own, other, geometric), slicing.groupings(at), keys)
-    spec = slices.SliceSpec(
-        min_slice_size=min_slice_size,
-        relative_margin=relative_margin,
-        resamples=resamples,
-        seed=seed,
-        margin_floor=margin_floor,
-    )
     table = slices.slice_table(sums, slicing, metrics, spec, compared=reference is not None)
     table[Col.EVAL_DATE] = day
     table[Col.MODEL_ID] = model_id

@@ -82,20 +82,22 @@ class BootstrapSums:
     """A streaming Poisson bootstrap of column means within groups of rows: rows arrive
     in batches (``add``), and what is kept is per group and column the exact count, sum
     and sum of squares of the non-NaN values, and per resample the count-weighted sum and
-    size. Memory is groups × resamples × columns, whatever the rows; accumulators of
-    disjoint rows add up with ``merge``. A row's counts come from its key
+    size of the first ``resampled`` columns (all by default; the others get exact
+    statistics only). Memory is groups × resamples × columns, whatever the rows;
+    accumulators of disjoint rows add up with ``merge``. A row's counts come from its key
     (:func:`poisson_counts`)."""
 
-    ARRAYS = ("count", "total", "squares", "sums", "sizes")
-
-    def __init__(self, groups: int, columns: int, resamples: int, seed: int) -> None:
+    def __init__(
+        self, groups: int, columns: int, resamples: int, seed: int, resampled: int | None = None
+    ) -> None:
         self.resamples, self.seed = resamples, seed
+        self.resampled = columns if resampled is None else resampled
         self.rows = 0
         self.count = np.zeros((groups, columns))
         self.total = np.zeros((groups, columns))
         self.squares = np.zeros((groups, columns))
-        self.sums = np.zeros((groups, resamples, columns))
-        self.sizes = np.zeros((groups, resamples, columns))
+        self.sums = np.zeros((groups, resamples, self.resampled))
+        self.sizes = np.zeros((groups, resamples, self.resampled))
 
     def add(
         self, values: np.ndarray, groupings: Sequence[np.ndarray], keys: np.ndarray | None = None
@@ -115,8 +117,8 @@ class BootstrapSums:
     def _add(self, values: np.ndarray, groupings: list[np.ndarray], counts: np.ndarray) -> None:
         present = ~np.isnan(values)
         filled = np.where(present, values, 0.0)
-        both = np.hstack([filled, present]).astype("float32")
-        columns = values.shape[1]
+        columns = self.resampled
+        both = np.hstack([filled[:, :columns], present[:, :columns]]).astype("float32")
         for groups in groupings:
             order = np.argsort(groups, kind="stable")
             ordered = groups[order]
@@ -154,8 +156,8 @@ class BootstrapSums:
         return np.sqrt(np.clip(variance, 0.0, None))
 
     def draws(self) -> np.ndarray:
-        """Groups × resamples × columns: the bootstrap means (NaN for a resample that
-        drew none of a group's values)."""
+        """Groups × resamples × the resampled columns: the bootstrap means (NaN for a
+        resample that drew none of a group's values)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.sums / self.sizes
 
@@ -459,10 +461,15 @@ def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[np.ndar
     alpha = (1 - level) / 2
     if not draws.size:
         return np.array([]), np.array([])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN, as meant
-        low = np.nanquantile(draws, alpha, axis=0)
-        high = np.nanquantile(draws, 1 - alpha, axis=0)
+    # np.quantile of the columns without NaN at once (nanquantile goes column by column)
+    gaps = np.isnan(draws).any(axis=0)
+    low, high = np.full(draws.shape[1], np.nan), np.full(draws.shape[1], np.nan)
+    if not gaps.all():
+        low[~gaps], high[~gaps] = np.quantile(draws[:, ~gaps], [alpha, 1 - alpha], axis=0)
+    if gaps.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN, as meant
+            low[gaps], high[gaps] = np.nanquantile(draws[:, gaps], [alpha, 1 - alpha], axis=0)
     return low, high
 
 

@@ -210,19 +210,19 @@ SLICE_COLUMNS: tuple[str, ...] = tuple(
 
 
 def slice_values(own: np.ndarray, other: np.ndarray | None, geometric: np.ndarray) -> np.ndarray:
-    """What :class:`BootstrapSums` counts for slices, from rows × metrics of the candidate
-    and the baseline (NaN where missing): a column of ones (the slice's rows), the
-    candidate's values, the paired differences and the baseline's values where both
-    have one, each on the log scale for geometric metrics."""
+    """What :func:`slice_sums` counts for slices, from rows × metrics of the candidate
+    and the baseline (NaN where missing): the candidate's values and the paired
+    differences (both resampled), a column of ones (the slice's rows) and the baseline's
+    values where both have one, each on the log scale for geometric metrics."""
     own, other = _scaled(own, geometric), _scaled(other, geometric) if other is not None else None
     if other is None:
         other = np.full_like(own, np.nan)
     both = ~np.isnan(own) & ~np.isnan(other)
     return np.hstack(
         [
-            np.ones((len(own), 1)),
             own,
             np.where(both, own - other, np.nan),
+            np.ones((len(own), 1)),
             np.where(both, other, np.nan),
         ]
     )
@@ -239,6 +239,14 @@ def _scaled(values: np.ndarray, geometric: np.ndarray) -> np.ndarray:
 def geometric_of(metrics: Sequence[str]) -> np.ndarray:
     """Which of ``metrics`` are compared on the log scale."""
     return np.array([METRICS[m].aggregation == GEOMETRIC for m in metrics], dtype=bool)
+
+
+def slice_sums(slicing: Slicing, metrics: int, spec: SliceSpec) -> BootstrapSums:
+    """The accumulator of :func:`slice_values` over ``slicing``'s slices for ``metrics``
+    metrics: only the candidate's values and the differences are resampled."""
+    return BootstrapSums(
+        len(slicing.slices()), 3 * metrics + 1, spec.resamples, spec.seed, resampled=2 * metrics
+    )
 
 
 def metric_slices(
@@ -259,7 +267,7 @@ def metric_slices(
     geometric = geometric_of(metrics)
     own = _matrix(candidate, ids, metrics)
     other = _matrix(baseline, ids, metrics) if baseline is not None else None
-    sums = BootstrapSums(len(slicing.slices()), 1 + 3 * len(metrics), spec.resamples, spec.seed)
+    sums = slice_sums(slicing, len(metrics), spec)
     sums.add(slice_values(own, other, geometric), slicing.groupings(slice(None)), row_keys(ids))
     return slice_table(sums, slicing, metrics, spec, compared=baseline is not None)
 
@@ -276,10 +284,10 @@ def slice_table(
     k = len(metrics)
     geometric = geometric_of(metrics)
     mean, std, draws = sums.mean(), sums.std(), sums.draws()
-    own, diff, base = slice(1, 1 + k), slice(1 + k, 1 + 2 * k), slice(1 + 2 * k, 1 + 3 * k)
+    own, diff, base = slice(0, k), slice(k, 2 * k), slice(2 * k + 1, 3 * k + 1)
     rows = []
     for g, (key, value) in enumerate(slicing.slices()):
-        if not sums.count[g, 0]:
+        if not sums.count[g, 2 * k]:
             continue
         low, high = percentile_interval(draws[g][:, own], spec.level)
         tested = 2 if key == ALL else max(2, spec.min_slice_size)

@@ -244,8 +244,8 @@ def test_the_streamed_bootstrap_does_not_depend_on_row_order_or_batches() -> Non
     """A row's Poisson counts come from its key: the slice table of rows added in one
     batch equals that of the same rows added shuffled, in uneven batches, by two
     accumulators merged."""
-    from llm_eval_pipeline.core.aggregate import BootstrapSums, row_keys
-    from llm_eval_pipeline.core.slices import slice_table, slice_values
+    from llm_eval_pipeline.core.aggregate import row_keys
+    from llm_eval_pipeline.core.slices import slice_sums, slice_table, slice_values
 
     examples = _examples(90)
     ids = examples["example_id"].tolist()
@@ -253,21 +253,21 @@ def test_the_streamed_bootstrap_does_not_depend_on_row_order_or_batches() -> Non
     rng = np.random.default_rng(5)
     values = slice_values(rng.uniform(0, 1, (90, 1)), rng.uniform(0, 1, (90, 1)), np.array([False]))
     keys = row_keys(ids)
-    whole = BootstrapSums(len(slicing.slices()), values.shape[1], 200, 3)
+    spec = replace(SPEC, resamples=200, seed=3)
+    whole = slice_sums(slicing, 1, spec)
     whole.add(values, slicing.groupings(slice(None)), keys)
     order = rng.permutation(90)
-    parts = [BootstrapSums(len(slicing.slices()), values.shape[1], 200, 3) for _ in range(2)]
+    parts = [slice_sums(slicing, 1, spec) for _ in range(2)]
     for part, rows in zip(parts, (order[:17], order[17:]), strict=True):
         for batch in np.array_split(rows, 3):
             part.add(values[batch], slicing.groupings(batch), keys[batch])
     parts[0].merge(parts[1])
-    spec = replace(SPEC, resamples=200, seed=3)
     pd.testing.assert_frame_equal(
         slice_table(whole, slicing, ["rougeL"], spec, compared=True),
         slice_table(parts[0], slicing, ["rougeL"], spec, compared=True),
         check_exact=False,
         rtol=1e-6,  # the counts are summed in float32 blocks
     )
-    shifted = BootstrapSums(len(slicing.slices()), values.shape[1], 200, 4)
+    shifted = slice_sums(slicing, 1, replace(spec, seed=4))
     shifted.add(values, slicing.groupings(slice(None)), keys)
     assert not np.allclose(shifted.sums, whole.sums), "another seed, other resamples"
