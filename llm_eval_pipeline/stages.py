@@ -57,7 +57,11 @@ from llm_eval_pipeline.core.schema import (
     TableSpec,
 )
 from llm_eval_pipeline.delta.store import DeltaStore, partition_text
-from llm_eval_pipeline.tracking.dashboard_data import REFERENCE
+from llm_eval_pipeline.tracking.dashboard_data import (
+    DIRECTED_METRICS,
+    REFERENCE,
+    worst_candidates,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -525,11 +529,23 @@ def ranking_columns(store: DeltaStore, day: dt.date, model_id: str, compared: bo
     """The metric columns the dashboard reads of a day×model to rank its examples: the
     ranking metric alone (``tracking.dashboard_data.ranking_metric``), or, when the day
     has other models to count wins against, every metric with a direction."""
-    from llm_eval_pipeline.tracking.dashboard_data import DIRECTED_METRICS
-
     partition = _partition(day, model_id)
     directed = valued_columns(store, EXAMPLE_METRICS, partition, DIRECTED_METRICS)
     return directed if compared else directed[:1]
+
+
+def ranking_rows(store: DeltaStore, day: dt.date, model_id: str, n: int) -> pd.DataFrame:
+    """What ranking a day×model's ``n`` worst examples needs when no other model is
+    compared with it: the example id and the ranking metric of the rows that can be
+    among them (``tracking.dashboard_data.worst_candidates`` of each batch), with the day
+    and the model. Read a batch at a time: no column of the whole partition is held."""
+    by = ranking_columns(store, day, model_id, compared=False)
+    parts = []
+    for batch in store.batches(EXAMPLE_METRICS, _partition(day, model_id), [Col.EXAMPLE_ID, *by]):
+        frame = batch.to_pandas()
+        parts.append(frame.iloc[worst_candidates(frame, by[0] if by else None, n)])
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[Col.EXAMPLE_ID])
+    return rows.assign(**{Col.EVAL_DATE: day, Col.MODEL_ID: model_id})
 
 
 def _batches(
@@ -702,8 +718,7 @@ def _slicing(
     for key in slice_by:
         encoded[key] = _encoded(examples.column(key))
     lengths = examples.column(slices.PROMPT_CHARS).to_numpy(zero_copy_only=False)
-    cuts = np.quantile(lengths[scored], [1 / 3, 2 / 3]) if scored.any() else np.zeros(2)
-    terciles = np.searchsorted(cuts, lengths, side="left")
+    terciles = slices.length_terciles(lengths, among=scored)
     encoded[slices.PROMPT_LENGTH] = (list(slices.LENGTH_TERCILES), terciles)
     recurring = np.zeros(len(keys), dtype="int32")
     for batch in store.batches(EVAL_EXAMPLES, {}, [Col.EXAMPLE_ID], before=day):

@@ -142,13 +142,14 @@ class Slicing:
         }
 
 
-def length_terciles(lengths: np.ndarray) -> np.ndarray:
-    """Each prompt's tercile of ``lengths`` (0 short, 1 medium, 2 long), cut at the
-    partition's own 1/3 and 2/3 quantiles (linear interpolation; a length on a cut goes
-    below it)."""
-    if not len(lengths):
-        return np.zeros(0, dtype="int64")
-    cuts = np.quantile(lengths, [1 / 3, 2 / 3])
+def length_terciles(lengths: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+    """Each prompt's tercile of ``lengths`` (0 short, 1 medium, 2 long), cut at the 1/3
+    and 2/3 quantiles (linear interpolation) of the partition's lengths, or of those
+    where ``among`` is true; a length on a cut goes below it."""
+    cut_from = lengths if among is None else lengths[among]
+    if not len(cut_from):
+        return np.zeros(len(lengths), dtype="int64")
+    cuts = np.quantile(cut_from, [1 / 3, 2 / 3])
     return np.searchsorted(cuts, lengths, side="left")
 
 

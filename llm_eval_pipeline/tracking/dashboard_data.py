@@ -190,13 +190,16 @@ def ranking_metric(table: pd.DataFrame) -> str | None:
     )
 
 
-def _candidates(table: pd.DataFrame, by: str | None, n: int) -> np.ndarray:
-    """Positions of the rows that can be among the ``n`` worst by ``by``: those at or
-    below the ``n``-th value (ties included), and the rows without a value when fewer
-    than ``n`` have one; every row when there is no ranking metric. Sorting these alone
-    gives the same first ``n`` as sorting the whole partition."""
+def worst_candidates(table: pd.DataFrame, by: str | None, n: int) -> np.ndarray:
+    """Positions of the rows of ``table`` that can be among its ``n`` worst by ``by``
+    (:func:`worst_examples`' order): those worse than the ``n``-th value and, of those
+    tied with it, the ones of smallest id; the ``n`` smallest ids when there is no
+    ranking metric; every row when no more than ``n`` have a value. Sorting these alone
+    gives the same first ``n`` as sorting the whole table, and the candidates of the
+    batches of a table hold the table's."""
+    ids = table[Col.EXAMPLE_ID]
     if by is None:
-        return np.arange(len(table))
+        return ids.argsort(kind="stable").to_numpy()[:n]
     values = pd.to_numeric(table[by], errors="coerce").to_numpy("float64", na_value=np.nan)
     key = values if METRICS[by].better == HIGHER else -values
     valued = np.flatnonzero(~np.isnan(key))
@@ -205,7 +208,7 @@ def _candidates(table: pd.DataFrame, by: str | None, n: int) -> np.ndarray:
     cut = np.partition(key[valued], n - 1)[n - 1]
     below, tied = valued[key[valued] < cut], valued[key[valued] == cut]
     # many rows can share the cut (a score of 0): of those, the smallest ids
-    first = table[Col.EXAMPLE_ID].iloc[tied].argsort(kind="stable").to_numpy()
+    first = ids.iloc[tied].argsort(kind="stable").to_numpy()
     return np.concatenate([below, tied[first[: n - len(below)]]])
 
 
@@ -218,7 +221,7 @@ def worst_examples(table: pd.DataFrame, n: int = WORST_N) -> pd.DataFrame:
         return pd.DataFrame(columns=list(EXAMPLE_COLUMNS))
     metrics = [m for m in TREND_METRICS if m in table and _has_number(table[m])]
     by = ranking_metric(table)
-    frame = table.iloc[_candidates(table, by, n)].copy()
+    frame = table.iloc[worst_candidates(table, by, n)].copy()
     if REFERENCE not in frame and Col.REFERENCES in frame:
         frame[REFERENCE] = frame[Col.REFERENCES].map(_first_reference)
     frame = _numeric(frame, metrics)

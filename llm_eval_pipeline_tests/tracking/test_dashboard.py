@@ -44,6 +44,7 @@ from llm_eval_pipeline.tracking.dashboard_data import (
     slice_rows,
     trend_rows,
     win_tie_loss,
+    worst_candidates,
     worst_examples,
 )
 from llm_eval_pipeline_tests.tracking.dashboard_tables import (
@@ -105,6 +106,34 @@ def test_worst_examples_without_a_metric_or_rows() -> None:
     assert list(worst[REFERENCE]) == ["", "first"]
     empty = worst_examples(pd.DataFrame())
     assert empty.empty and list(empty.columns) == list(EXAMPLE_COLUMNS)
+
+
+def test_the_candidates_of_batches_hold_the_worst_of_the_whole() -> None:
+    """Ranking the union of each batch's candidates gives the whole table's worst rows,
+    ties at the cut included (many zeros, a few NaN), in both directions and without a
+    metric: what the dashboard reads of a large partition."""
+    rng = np.random.default_rng(4)
+    ids = [f"e{i:04d}" for i in rng.permutation(600)]
+    scores = np.where(rng.random(600) < 0.3, 0.0, rng.uniform(0, 1, 600))
+    scores[rng.random(600) < 0.05] = np.nan
+    for frame in (
+        table(ids, **{CORRECTNESS: scores}),
+        table(ids, **{HALLUCINATION: scores}),
+        table(ids),
+    ):
+        by = (
+            CORRECTNESS
+            if CORRECTNESS in frame
+            else HALLUCINATION
+            if HALLUCINATION in frame
+            else None
+        )
+        batches = [frame.iloc[i : i + 64] for i in range(0, len(frame), 64)]
+        kept = pd.concat([b.iloc[worst_candidates(b, by, 20)] for b in batches])
+        assert len(kept) < len(frame)
+        assert list(worst_examples(kept, 20)[Col.EXAMPLE_ID]) == list(
+            worst_examples(frame, 20)[Col.EXAMPLE_ID]
+        )
 
 
 # ---------------------------------------------------------------- win / tie / loss

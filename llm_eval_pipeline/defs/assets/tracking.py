@@ -35,6 +35,7 @@ from llm_eval_pipeline.stages import (
     example_table,
     log_day_model,
     ranking_columns,
+    ranking_rows,
     release_memory,
 )
 from llm_eval_pipeline.tracking.dashboard import render_dashboard
@@ -165,14 +166,14 @@ def eval_dashboard(
         (day, sorted(set(rows[Col.MODEL_ID].astype(str))))
         for day, rows in aggregates.groupby(Col.EVAL_DATE, sort=True)
     ]
-    # metrics of every example, then the text of each day×model's worst ones only
+    # metrics of every example (of the candidates only, when no model is compared with
+    # another that day), then the text of each day×model's worst ones only
     worst, outcomes = digest_examples(
         partitions,
-        lambda day, model: example_metrics_frame(
-            store,
-            day,
-            model,
-            ranking_columns(store, day, model, compared=len(dict(partitions)[day]) > 1),
+        lambda day, model: (
+            example_metrics_frame(store, day, model, ranking_columns(store, day, model, True))
+            if baseline in dict(partitions)[day] and len(dict(partitions)[day]) > 1
+            else ranking_rows(store, day, model, WORST_N)
         ),
         baseline,
         rows_of=lambda day, model, ids: example_table(store, day, model, ids=ids),
