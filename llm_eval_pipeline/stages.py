@@ -496,26 +496,14 @@ def valued_columns(
     return [n for n in names if n in found]
 
 
-def example_metrics(
-    store: DeltaStore, day: dt.date, model_id: str, names: Sequence[str] = ALL_METRIC_COLUMNS
-) -> pa.Table:
-    """One day×model's per-example metrics: ``example_id`` and those of the metric
-    columns ``names`` that hold a value (:func:`valued_columns`), no text, in the table's
-    file order."""
-    partition = _partition(day, model_id)
-    metrics = valued_columns(
-        store, EXAMPLE_METRICS, partition, [n for n in ALL_METRIC_COLUMNS if n in names]
-    )
-    return store.read_arrow(EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *metrics])
-
-
 def example_metrics_frame(
     store: DeltaStore, day: dt.date, model_id: str, names: Sequence[str]
 ) -> pd.DataFrame:
-    """:func:`example_metrics` of ``names`` as pandas with the day and the model, for
-    ranking: the ids stay Arrow strings (a million as Python objects would cost about
-    100 MB)."""
-    frame = example_metrics(store, day, model_id, names).to_pandas(
+    """A day×model's ids and metric columns ``names`` (:func:`ranking_columns`) as pandas
+    with the day and the model, for ranking: the ids stay Arrow strings (a million as
+    Python objects would cost about 100 MB)."""
+    columns = [Col.EXAMPLE_ID, *names]
+    frame = store.read_arrow(EXAMPLE_METRICS, _partition(day, model_id), columns).to_pandas(
         types_mapper={pa.string(): pd.ArrowDtype(pa.string())}.get
     )
     one = np.zeros(len(frame), dtype="int8")  # a byte a row, not an object reference
@@ -603,24 +591,23 @@ def aggregate_day_model(
     ``judge_prices``), read a batch at a time, with the Delta versions it read, and
     replace its partition of ``metric_aggregates``."""
     partition = _partition(day, model_id)
+    # the metric groups not computed are left unread
+    valued = valued_columns(store, EXAMPLE_METRICS, partition, ALL_METRIC_COLUMNS)
+    scored = _batches(store, EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *valued])
     hashes: set[str] = set()  # every scored row carries its config's hash
-    for batch in store.batches(EXAMPLE_METRICS, partition, [METRIC_CONFIG_HASH]):
-        hashes |= {h for h in pc.unique(batch.column(0)).to_pylist() if h is not None}
+    bad: dict[str, int] = {}
+    for batch in _batches(store, EXAMPLE_METRICS, partition)([METRIC_CONFIG_HASH, *valued]):
+        hashes |= set(batch[METRIC_CONFIG_HASH].dropna())
+        for name, count in out_of_range(batch).items():
+            bad[name] = bad.get(name, 0) + count
     if not hashes:
         raise NothingToAggregate(
             f"no example_metrics for {model_id} on {day}: materialize generations and "
             "example_metrics for this partition first"
         )
     config_hashes = sorted(hashes)
-    # the metric groups not computed are left unread
-    valued = valued_columns(store, EXAMPLE_METRICS, partition, ALL_METRIC_COLUMNS)
-    scored = _batches(store, EXAMPLE_METRICS, partition, [Col.EXAMPLE_ID, *valued])
     generated = _batches(store, GENERATIONS, partition)
     table = aggregate_partition(scored, generated, resamples, seed, prices, judge_prices)
-    bad: dict[str, int] = {}
-    for batch in scored(ALL_METRIC_COLUMNS):
-        for name, count in out_of_range(batch).items():
-            bad[name] = bad.get(name, 0) + count
     table[METRIC_CONFIG_HASH] = ",".join(config_hashes)
     table[Agg.EXAMPLES_VERSION] = store.version(EVAL_EXAMPLES)
     table[Agg.GENERATIONS_VERSION] = store.version(GENERATIONS)
@@ -714,7 +701,7 @@ def _slicing(
     """The slices of the day's ``examples`` (:func:`_slice_fields`; ``scored``: which of
     them the model has metrics for, whose prompt lengths set the terciles)."""
     keys = examples.column(KEY).to_numpy()
-    encoded = {ALL_SLICE: ([ALL_SLICE], np.zeros(len(keys), dtype="int32"))}
+    encoded = {slices.ALL: ([slices.ALL], np.zeros(len(keys), dtype="int32"))}
     for key in slice_by:
         encoded[key] = _encoded(examples.column(key))
     lengths = examples.column(slices.PROMPT_CHARS).to_numpy(zero_copy_only=False)
@@ -726,9 +713,6 @@ def _slicing(
         recurring[at[found]] = 1
     encoded[slices.RECURRING] = (["new", slices.RECURRING], recurring)
     return slices.Slicing.encoded(encoded)
-
-
-ALL_SLICE = slices.ALL
 
 
 def _metric_rows(
@@ -943,24 +927,19 @@ def change_since_previous_day(
     """Each metric's change since this model's previous scored day, split into the part
     on recurring examples and the part due to the change of examples
     (``core.drift.split_change``; geometric metrics on the log scale). The two days'
-    rows are matched in Arrow: each is indexed by a row number (the previous day's), not
-    by its id text."""
+    rows are matched by key (:func:`_metric_rows`), not by their id text."""
     before = previous_day(store, EXAMPLE_METRICS, day, {Col.MODEL_ID: model_id})
     if before is None:
         return None, {}
-    now, then = example_metrics(store, day, model_id), example_metrics(store, before, model_id)
-    at = pc.index_in(now.column(Col.EXAMPLE_ID), value_set=then.column(Col.EXAMPLE_ID))
-    found = pc.is_valid(at).to_numpy(zero_copy_only=False)
-    index = np.arange(then.num_rows, then.num_rows + now.num_rows)
-    index[found] = at.filter(pc.is_valid(at)).to_numpy(zero_copy_only=False)
+    valued = [
+        set(valued_columns(store, EXAMPLE_METRICS, _partition(d, model_id), ALL_METRIC_COLUMNS))
+        for d in (before, day)
+    ]
+    names = [m for m in metrics if all(m in v for v in valued)]
+    days = [_metric_rows(store, d, model_id, names) for d in (before, day)]
     out = {}
-    for metric in metrics:
-        if metric not in now.column_names or metric not in then.column_names:
-            continue
-        values = [
-            pd.Series(table.column(metric).to_numpy(zero_copy_only=False).astype("float64"), rows)
-            for table, rows in ((then, np.arange(then.num_rows)), (now, index))
-        ]
+    for j, metric in enumerate(names):
+        values = [pd.Series(rows[:, j], keys) for keys, rows in days]
         if metric in GEOMETRIC_METRICS:
             values = [np.log(v.where(v > 0)) for v in values]
         out[metric] = drift.split_change(*values)
