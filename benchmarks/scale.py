@@ -181,6 +181,8 @@ def child(incoming: Path, compare: bool) -> None:
         "generated": generated.rows,
         "scored": scored.rows,
         "executors": spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1,
+        "metric_tasks": sorted(event["seconds"] for event in scored.stats.events),
+        "metric_group_seconds": scored.stats.seconds_per_group(),
     }
     if compare:
         theirs = driver_side_tables(
@@ -339,6 +341,12 @@ def report(measured: dict, sizes: tuple[int, ...]) -> Result:
                 f"{r['valid']:,} valid + {r['quarantined']:,} quarantined; "
                 f"{r['executors'] or 'local'} executors"
             )
+            if "metric_tasks" in r:
+                groups = ", ".join(
+                    f"{g} {t:.0f}s" for g, t in sorted(r["metric_group_seconds"].items())
+                )
+                tasks = ", ".join(f"{t:.0f}s" for t in r["metric_tasks"])
+                notes.append(f"{'':>7} {'':>9}  example_metrics tasks {tasks}; by group {groups}")
             if not r["balanced"] or r["generated"] != r["valid"] or r["scored"] != r["valid"]:
                 met = False
                 misses.append(f"{where} {n:,}: the counts do not balance")
@@ -485,14 +493,17 @@ def report_whole_runs(measured: dict[int, dict]) -> Result:
 
 
 def run(
-    repetitions: int = 1, quick: bool = False, masters: list[str] | None = None
+    repetitions: int = 1,
+    quick: bool = False,
+    masters: list[str] | None = None,
+    whole_runs: bool = True,
 ) -> list[Result]:
     del repetitions  # one run per size: the 1,000,000-row day takes minutes
     sizes = QUICK_SIZES if quick else SIZES
     with tempfile.TemporaryDirectory(prefix="llm_eval_b9_") as folder:
         measured = measure(sizes, masters or ["local", "cluster"], Path(folder))
-        whole = measure_whole_runs(sizes, Path(folder) / "whole")
-    return [report(measured, sizes), whole]
+        whole = [measure_whole_runs(sizes, Path(folder) / "whole")] if whole_runs else []
+    return [report(measured, sizes), *whole]
 
 
 def main() -> None:
@@ -501,6 +512,9 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 rows")
     parser.add_argument("--masters", default="local,cluster", help="local, cluster or both")
+    parser.add_argument(
+        "--stages-only", action="store_true", help="the stages without the whole runs (B9r)"
+    )
     parser.add_argument(
         "--report", type=Path, nargs="+", metavar="LOG",
         help="write B9 (and B9r) into RESULTS.md from the output of earlier runs "
@@ -543,7 +557,8 @@ def main() -> None:
         RESULTS.write_text(merge_later(RESULTS.read_text(encoding="utf-8"), results, how, when))
         print(f"Wrote {', '.join(r.id for r in results)} into {RESULTS} (Measured since)")
         return
-    for result in run(quick=args.quick, masters=args.masters.split(",")):
+    masters = args.masters.split(",")
+    for result in run(quick=args.quick, masters=masters, whole_runs=not args.stages_only):
         result.print()
 
 
