@@ -125,6 +125,36 @@ def test_cosines_stay_in_their_range_and_the_range_check_stays_strict() -> None:
     }
 
 
+def test_a_full_embedding_cache_encodes_each_new_text_once(monkeypatch) -> None:
+    """Once the cache is full, a batch's cached texts must survive the insertion of its
+    new ones: the all-MiniLM model sees only the texts it has not seen (with a full cache
+    the whole batch used to be encoded a second time), and every vector is the one a
+    fresh encoding gives."""
+    from collections import OrderedDict
+
+    from llm_eval_pipeline.core.metrics import embeddings
+
+    monkeypatch.setattr(embeddings, "CACHE_TEXTS", 3)
+    monkeypatch.setattr(embeddings, "_CACHE", OrderedDict())
+    model = embeddings._model(embeddings.default_model_path(), "cpu")
+    encoded: list[list[str]] = []
+
+    class Counting:
+        def encode(self, texts, **options):
+            encoded.append(list(texts))
+            return model.encode(texts, **options)
+
+    monkeypatch.setattr(embeddings, "_model", lambda path, device: Counting())
+    texts = ["an old text", "another", "a third one", "a new one", "and a fifth"]
+    first = embeddings.embed(texts[:3])
+    second = embeddings.embed([texts[0], texts[3], texts[4], texts[3]])
+    assert encoded == [texts[:3], texts[3:]]
+    fresh = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(first, fresh[:3], atol=1e-5)
+    np.testing.assert_allclose(second, fresh[[0, 3, 4, 3]], atol=1e-5)
+    assert list(text for _, _, text in embeddings._CACHE) == [texts[0], texts[3], texts[4]]
+
+
 def test_metric_config_hash_follows_values_not_operations(tmp_path) -> None:
     """The home folder (the judge's cache), timeouts, retries, concurrency and batch sizes
     leave the hash alone; what changes a metric's value changes it."""

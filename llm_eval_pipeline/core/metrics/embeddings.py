@@ -36,34 +36,35 @@ def _model(path: str, device: str):
 def embed(
     texts: Sequence[str], model_path: str | None = None, batch_size: int = 64, device: str = "cpu"
 ) -> np.ndarray:
-    """Unit-length embeddings, one row per text."""
+    """Unit-length embeddings, one row per text. Each distinct text not in the cache is
+    encoded once; the cache's entries this call reads are marked recent before its new
+    ones are added, so they are never evicted before use."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
     path = model_path or default_model_path()
+    distinct = list(dict.fromkeys(texts))
+    vectors: dict[str, np.ndarray] = {}
     with _LOCK:
         model = _model(path, device)
-        missing = list(dict.fromkeys(t for t in texts if (path, device, t) not in _CACHE))
+        for text in distinct:
+            vector = _CACHE.get((path, device, text))
+            if vector is not None:
+                _CACHE.move_to_end((path, device, text))
+                vectors[text] = vector
+    missing = [text for text in distinct if text not in vectors]
     if missing:
-        vectors = model.encode(
+        encoded = model.encode(
             missing,
             batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
+        fresh = dict(zip(missing, np.asarray(encoded, dtype=np.float32), strict=True))
+        vectors.update(fresh)
         with _LOCK:
-            for text, vector in zip(missing, np.asarray(vectors, dtype=np.float32), strict=True):
+            for text, vector in fresh.items():
                 _CACHE[(path, device, text)] = vector
             while len(_CACHE) > CACHE_TEXTS:
                 _CACHE.popitem(last=False)
-    with _LOCK:
-        found = [_CACHE.get((path, device, t)) for t in texts]
-        for text in dict.fromkeys(texts):
-            if (path, device, text) in _CACHE:
-                _CACHE.move_to_end((path, device, text))
-    if any(v is None for v in found):  # evicted meanwhile by a very large batch
-        return np.asarray(
-            model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True),
-            dtype=np.float32,
-        )
-    return np.stack(found)
+    return np.stack([vectors[text] for text in texts])
