@@ -553,7 +553,7 @@ def main() -> None:
             result.print()
         ended = max(path.stat().st_mtime for path in args.report)
         when = f"{dt.datetime.fromtimestamp(ended, dt.UTC):%Y-%m-%d %H:%M} UTC"
-        how = "`python -m benchmarks.scale` runs (stages, then `--whole-run`) ending at"
+        how = "`python -m benchmarks.scale` runs read back by `--report`, the last ending at"
         RESULTS.write_text(merge_later(RESULTS.read_text(encoding="utf-8"), results, how, when))
         print(f"Wrote {', '.join(r.id for r in results)} into {RESULTS} (Measured since)")
         return
