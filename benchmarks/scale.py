@@ -13,7 +13,9 @@ size the process also runs the driver-side path (ingestion in the driver, every 
 collected with ``toArrow()`` and written by delta-rs from the driver) into a second
 store, and the three tables must equal row for row (``latency_ms`` aside).
 
-    .venv/bin/python -m benchmarks.scale [--sizes 10000,100000,1000000] [--masters local,cluster]
+    .venv/bin/python -m benchmarks.scale [--quick] [--masters local,cluster] [--stages-only]
+    .venv/bin/python -m benchmarks.scale --whole-run      # B9r
+    .venv/bin/python -m benchmarks.scale --report LOG...  # RESULTS.md from earlier runs' output
 """
 
 from __future__ import annotations
