@@ -1,11 +1,12 @@
 """Helpers for the tests that run `llm-eval` and servers in processes of their own: a
 small dataset, the environment of a home, starting and finishing `llm-eval`, loopback
-ports."""
+ports, and what a stopped server left running."""
 
 import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -69,3 +70,23 @@ def answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def processes_naming(folder: Path, wait_s: float = 10.0) -> list[str]:
+    """The processes whose command line names ``folder`` (pid and command), after up to
+    ``wait_s`` for them to go: what a stopped server left running."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            if entry.name == str(os.getpid()):
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if str(folder) in command:
+                found.append(f"{entry.name}: {command[:300]}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)

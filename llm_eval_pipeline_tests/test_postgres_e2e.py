@@ -41,6 +41,7 @@ from llm_eval_pipeline_tests.processes import (
     finish,
     free_port,
     llm_eval,
+    processes_naming,
     start_llm_eval,
 )
 
@@ -179,8 +180,11 @@ def test_a_schedule_tick_through_the_daemon_runs_the_chain_on_postgres(
         _wait("the dashboard", lambda: (home / "dashboard" / "index.html").exists(), 300, serve)
         assert not failed(), [r.run_id for r in failed()]
     finally:
-        stop_servers([serve])
+        # longer than serve's own stop of its servers (SIGINT, then SIGTERM, then SIGKILL)
+        stop_servers([serve], grace_s=60)
         os.environ.pop(DAGSTER_URL_ENV, None)
+    # stopping serve stops everything it started, Dagster's code servers included
+    assert processes_naming(home) == []
 
 
 @pytest.mark.e2e

@@ -135,6 +135,10 @@ def run_servers(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the shutdown short: the servers' own
+        # children (Dagster's code servers) would outlive it, orphaned.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_servers(list(servers.values()))
     return max((p.returncode or 0) for p in servers.values())
 
