@@ -27,7 +27,7 @@ from llm_eval_pipeline.cli.database import (
     check_database,
     ensure_database,
 )
-from llm_eval_pipeline.cli.ui import stop_servers
+from llm_eval_pipeline.cli.ui import STOP_GRACE_S, stop_servers
 from llm_eval_pipeline.core.schema import GENERATIONS, METRIC_AGGREGATES, Col
 from llm_eval_pipeline.defs.jobs import INGEST_JOB
 from llm_eval_pipeline.delta.store import DeltaStore
@@ -181,7 +181,7 @@ def test_a_schedule_tick_through_the_daemon_runs_the_chain_on_postgres(
         assert not failed(), [r.run_id for r in failed()]
     finally:
         # longer than serve's own stop of its servers (SIGINT, then SIGTERM, then SIGKILL)
-        stop_servers([serve], grace_s=60)
+        stop_servers([serve], grace_s=3 * STOP_GRACE_S)
         os.environ.pop(DAGSTER_URL_ENV, None)
     # stopping serve stops everything it started, Dagster's code servers included
     assert processes_naming(home) == []

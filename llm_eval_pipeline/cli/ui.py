@@ -143,7 +143,11 @@ def run_servers(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     return max((p.returncode or 0) for p in servers.values())
 
 
-def stop_servers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> None:
+STOP_GRACE_S = 20.0
+"""How long ``stop_servers`` waits after each signal before sending the next."""
+
+
+def stop_servers(processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
     """SIGINT to each server, then SIGTERM and SIGKILL to its whole process group (a
     server's own workers included) for those still running after ``grace_s``."""
     for process in processes:
